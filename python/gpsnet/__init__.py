@@ -1,0 +1,1 @@
+"""GPSNet in Caffe."""
