@@ -1,0 +1,46 @@
+"""The `gpsnet` entry point: `gpsnet <command> [args]` runs `<module>.main(args)`.
+
+Commands are imported lazily, so `gpsnet --help` works without pycaffe and each command only
+imports what it needs.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("gpsnet.demo", "synthetic data, train Ad. Fuse (small) on the CPU, evaluate, draw"),
+    "make-data": ("gpsnet.data.synthetic", "write a synthetic GPS-layout data set"),
+    "convert": ("gpsnet.data.converters", "convert MHP v1 / MHP v2 / CIHP into the GPS layout"),
+    "stats": ("gpsnet.data.stats", "persons-per-image and part-frequency plots of a data set"),
+    "build-nets": ("gpsnet.nets.builder", "write the train/test prototxts of every variant"),
+    "train": ("gpsnet.train", "run a solver (--variant, --data, --weights, --iters, --gpu)"),
+    "infer": ("gpsnet.infer", "parse an image or a folder with a trained net"),
+    "eval": ("gpsnet.evaluate_net", "run inference over a split and print the paper's AP table"),
+    "evaluate": ("gpsnet.eval.cli", "evaluate predictions folders against a data set"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: gpsnet <command> [options]   (gpsnet <command> --help for its options)", "",
+             "GPSNet group people segmentation in Caffe. Commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"gpsnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
