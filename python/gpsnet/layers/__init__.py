@@ -1,0 +1,1 @@
+"""pycaffe Python layers of GPSNet."""

@@ -1,0 +1,34 @@
+"""Helpers shared by the detector / mask Python layers (param_str parsing)."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def parse_params(layer_name: str, param_str: str, allowed: set[str]) -> dict[str, Any]:
+    """``param_str`` as a JSON object; unknown keys are an error naming the layer."""
+    text = (param_str or "").strip()
+    try:
+        params = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"layer {layer_name!r}: param_str is not JSON: {exc}: {text!r}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"layer {layer_name!r}: param_str must be a JSON object, got {text!r}")
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"layer {layer_name!r}: unknown param_str keys {sorted(unknown)}; "
+                         f"allowed: {sorted(allowed)}")
+    return params
+
+
+def config_keys(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def make_config(cls: type[T], params: dict[str, Any]) -> T:
+    keys = config_keys(cls)
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in keys}
+    return cls(**kwargs)

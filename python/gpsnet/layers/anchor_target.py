@@ -1,0 +1,68 @@
+"""RPN anchor target layer (py-faster-rcnn's AnchorTargetLayer, for a batch of images).
+
+Bottoms: ``rpn_cls_score`` (B x 2A x H x W, only its shape is used), ``gt_persons`` (G x 5),
+``gt_faces`` (F x 5, F may be 0), ``im_info`` (B x 3). The RPN is class-agnostic: persons and
+faces are both objects.
+Tops: ``rpn_labels`` (B x 1 x A*H x W: 1 fg, 0 bg, -1 ignore), ``rpn_bbox_targets``,
+``rpn_bbox_inside_weights``, ``rpn_bbox_outside_weights`` (all B x 4A x H x W; outside weights
+are 1 / (sampled anchors of the image)).
+param_str (JSON): ``feat_stride`` (8), ``anchor_sizes``, ``anchor_ratios`` (h / w), ``seed``,
+and :class:`gpsnet.detection.targets.AnchorTargetConfig`'s fields.
+"""
+from __future__ import annotations
+
+import caffe
+import numpy as np
+
+from gpsnet.detection.anchors import base_anchors, shifted_anchors
+from gpsnet.detection.targets import AnchorTargetConfig, anchor_targets
+from gpsnet.layers._common import config_keys, make_config, parse_params
+
+DEFAULT_SIZES: tuple[float, ...] = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
+DEFAULT_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0)
+
+
+class AnchorTargetLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str,
+                         {"feat_stride", "anchor_sizes", "anchor_ratios", "seed"}
+                         | config_keys(AnchorTargetConfig))
+        self.feat_stride = int(p.get("feat_stride", 8))
+        self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
+                                 p.get("anchor_ratios", DEFAULT_RATIOS))
+        self.cfg = make_config(AnchorTargetConfig, p)
+        self.rng = np.random.default_rng(p.get("seed", 0))
+        if len(bottom) != 4 or len(top) != 4:
+            raise ValueError("AnchorTargetLayer: bottoms rpn_cls_score, gt_persons, gt_faces, "
+                             "im_info; tops labels, targets, inside, outside weights")
+        a = self.base.shape[0]
+        if bottom[0].channels != 2 * a:
+            raise ValueError(f"AnchorTargetLayer: rpn_cls_score has {bottom[0].channels} channels, "
+                             f"expected 2 x {a} anchors")
+        self.reshape(bottom, top)
+
+    def reshape(self, bottom, top) -> None:
+        b, _, h, w = bottom[0].data.shape
+        a = self.base.shape[0]
+        top[0].reshape(b, 1, a * h, w)
+        for t in top[1:]:
+            t.reshape(b, 4 * a, h, w)
+
+    def forward(self, bottom, top) -> None:
+        b, _, h, w = bottom[0].data.shape
+        a = self.base.shape[0]
+        anchors = shifted_anchors(self.base, h, w, self.feat_stride)
+        gt = np.concatenate([bottom[1].data.reshape(-1, 5), bottom[2].data.reshape(-1, 5)], axis=0)
+        info = bottom[3].data.reshape(-1, 3)
+        for i in range(b):
+            boxes = gt[gt[:, 0] == i, 1:]
+            labels, targets, inside = anchor_targets(anchors, boxes, info[i, 0], info[i, 1],
+                                                     self.cfg, self.rng)
+            n_sampled = max(int((labels >= 0).sum()), 1)
+            outside = np.where(labels[:, None] >= 0, 1.0 / n_sampled, 0.0)
+            top[0].data[i, 0] = labels.reshape(h, w, a).transpose(2, 0, 1).reshape(a * h, w)
+            for t, arr in ((top[1], targets), (top[2], inside), (top[3], np.repeat(outside, 4, 1))):
+                t.data[i] = arr.reshape(h, w, a, 4).transpose(2, 3, 0, 1).reshape(4 * a, h, w)
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass

@@ -1,0 +1,40 @@
+"""Mask target layer: the assigned person's part labels cropped by RoIs to P x P.
+
+Bottoms: ``mask_rois`` (M x 5), ``mask_gt_index`` (M), ``gt_masks`` (G x 1 x S x S), and
+optionally ``adjusted_rois`` (M x 5, from AdjustedRoIAlign). Tops: labels by the RoIs
+(M x 1 x P x P) and, with the fourth bottom, labels by the adjusted RoIs. Nearest sampling at bin
+centres; 255 outside the canvas; other persons' pixels are background (``gt_masks`` holds one
+person per row). param_str: ``pooled`` (41), ``binary`` (false; true: 1 person / 0 background,
+for Mask R-CNN's instance masks). See :func:`gpsnet.detection.targets.mask_targets`.
+"""
+from __future__ import annotations
+
+import caffe
+
+from gpsnet.detection.targets import mask_targets
+from gpsnet.layers._common import parse_params
+
+
+class MaskTargetLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str, {"pooled", "binary"})
+        self.pooled = int(p.get("pooled", 41))
+        self.binary = bool(p.get("binary", False))
+        if not ((len(bottom) == 3 and len(top) == 1) or (len(bottom) == 4 and len(top) == 2)):
+            raise ValueError("MaskTargetLayer: bottoms rois, gt_index, gt_masks[, adjusted_rois]; "
+                             "one top per RoI set")
+        self.reshape(bottom, top)
+
+    def reshape(self, bottom, top) -> None:
+        m = bottom[0].data.reshape(-1, 5).shape[0]
+        for t in top:
+            t.reshape(m, 1, self.pooled, self.pooled)
+
+    def forward(self, bottom, top) -> None:
+        rois_sets = [bottom[0].data] + ([bottom[3].data] if len(bottom) == 4 else [])
+        for t, rois in zip(top, rois_sets):
+            t.data[:, 0] = mask_targets(rois, bottom[1].data, bottom[2].data, self.pooled,
+                                        self.binary)
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass

@@ -1,0 +1,86 @@
+"""RPN proposal layer and the test-time detection layer.
+
+``ProposalLayer`` bottoms: ``rpn_cls_prob_reshape`` (B x 2A x H x W; channels A.. are the
+object probabilities), ``rpn_bbox_pred`` (B x 4A x H x W), ``im_info`` (B x 3). Tops: ``rois``
+(R x 5: batch, x1, y1, x2, y2) and optionally their scores (R). param_str: ``feat_stride``,
+``anchor_sizes``, ``anchor_ratios`` and :class:`~gpsnet.detection.targets.ProposalConfig`'s
+fields (``pre_nms_top_n``, ``post_nms_top_n``, ``nms_thresh``, ``min_size``): the builder writes
+different counts into the train and test nets.
+
+``DetectionLayer`` (test nets) bottoms: ``rois``, ``cls_prob`` (R x 3), ``bbox_pred`` (R x 12),
+``im_info``. Tops: ``person_rois`` (P x 5, P >= 1 per image), ``person_scores`` (P),
+``face_rois`` (F x 5, F may be 0) and optionally ``face_scores``. param_str:
+:class:`~gpsnet.detection.targets.DetectConfig`'s fields.
+"""
+from __future__ import annotations
+
+import caffe
+import numpy as np
+
+from gpsnet.detection.anchors import base_anchors, shifted_anchors
+from gpsnet.detection.targets import DetectConfig, ProposalConfig, detect, propose
+from gpsnet.layers._common import config_keys, make_config, parse_params
+from gpsnet.layers.anchor_target import DEFAULT_RATIOS, DEFAULT_SIZES
+
+
+class ProposalLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str,
+                         {"feat_stride", "anchor_sizes", "anchor_ratios"} | config_keys(ProposalConfig))
+        self.feat_stride = int(p.get("feat_stride", 8))
+        self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
+                                 p.get("anchor_ratios", DEFAULT_RATIOS))
+        self.cfg = make_config(ProposalConfig, p)
+        top[0].reshape(1, 5)
+        if len(top) > 1:
+            top[1].reshape(1)
+
+    def reshape(self, bottom, top) -> None:
+        pass
+
+    def forward(self, bottom, top) -> None:
+        b, _, h, w = bottom[0].data.shape
+        a = self.base.shape[0]
+        anchors = shifted_anchors(self.base, h, w, self.feat_stride)
+        info = bottom[2].data.reshape(-1, 3)
+        rois, scores = [], []
+        for i in range(b):
+            fg = bottom[0].data[i, a:].transpose(1, 2, 0).reshape(-1)
+            deltas = bottom[1].data[i].reshape(a, 4, h, w).transpose(2, 3, 0, 1).reshape(-1, 4)
+            boxes, s = propose(anchors, fg, deltas, info[i, 0], info[i, 1], self.cfg)
+            rois.append(np.concatenate([np.full((boxes.shape[0], 1), i), boxes], axis=1))
+            scores.append(s)
+        r = np.concatenate(rois).astype(np.float32)
+        top[0].reshape(*r.shape)
+        top[0].data[...] = r
+        if len(top) > 1:
+            s = np.concatenate(scores).astype(np.float32)
+            top[1].reshape(s.shape[0])
+            top[1].data[...] = s
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass
+
+
+class DetectionLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str, config_keys(DetectConfig))
+        self.cfg = make_config(DetectConfig, p)
+        top[0].reshape(1, 5)
+        top[1].reshape(1)
+        top[2].reshape(0, 5)
+        if len(top) > 3:
+            top[3].reshape(0)
+
+    def reshape(self, bottom, top) -> None:
+        pass
+
+    def forward(self, bottom, top) -> None:
+        persons, p_scores, faces, f_scores = detect(bottom[0].data, bottom[1].data, bottom[2].data,
+                                                    bottom[3].data, self.cfg)
+        for t, arr in zip(top, (persons, p_scores, faces, f_scores)):
+            t.reshape(*arr.shape)
+            t.data[...] = arr
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass

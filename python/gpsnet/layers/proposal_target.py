@@ -1,0 +1,52 @@
+"""Proposal target layer: samples the box head's RoIs and the mask branch's person RoIs.
+
+Bottoms: ``rpn_rois`` (R x 5), ``gt_persons`` (G x 5), ``gt_faces`` (F x 5, F may be 0),
+``im_info`` (B x 3, gives the batch size). Classes: 0 background, 1 person, 2 face.
+Tops: ``rois`` (S x 5), ``labels`` (S), ``bbox_targets``, ``bbox_inside_weights``,
+``bbox_outside_weights`` (S x 12, targets divided by ``bbox_stds``), and optionally
+``mask_rois`` (M x 5, M >= 1) and ``mask_gt_index`` (M: row of gt_persons / gt_masks, -1 for the
+dummy RoI of a batch without persons). See :func:`gpsnet.detection.targets.sample_rois`.
+param_str: ``seed`` and :class:`~gpsnet.detection.targets.RoiSampleConfig`'s fields.
+"""
+from __future__ import annotations
+
+import caffe
+import numpy as np
+
+from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, sample_rois
+from gpsnet.layers._common import config_keys, make_config, parse_params
+
+
+class ProposalTargetLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str,
+                         {"seed"} | config_keys(RoiSampleConfig))
+        self.cfg = make_config(RoiSampleConfig, p)
+        self.rng = np.random.default_rng(p.get("seed", 0))
+        if len(bottom) != 4 or len(top) not in (5, 7):
+            raise ValueError("ProposalTargetLayer: bottoms rpn_rois, gt_persons, gt_faces, im_info; "
+                             "5 tops (box head) or 7 (box head + mask_rois, mask_gt_index)")
+        top[0].reshape(1, 5)
+        top[1].reshape(1)
+        for t in top[2:5]:
+            t.reshape(1, 4 * NUM_DET_CLASSES)
+        if len(top) == 7:
+            top[5].reshape(1, 5)
+            top[6].reshape(1)
+
+    def reshape(self, bottom, top) -> None:
+        pass
+
+    def forward(self, bottom, top) -> None:
+        s = sample_rois(bottom[0].data, bottom[1].data, bottom[2].data,
+                        bottom[3].data.reshape(-1, 3).shape[0], self.cfg, self.rng)
+        arrays = [s.rois, s.labels, s.bbox_targets, s.bbox_inside_weights,
+                  (s.bbox_inside_weights > 0).astype(np.float32)]
+        if len(top) == 7:
+            arrays += [s.mask_rois, s.mask_gt_index]
+        for t, arr in zip(top, arrays):
+            t.reshape(*arr.shape)
+            t.data[...] = arr
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass
