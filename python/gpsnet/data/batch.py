@@ -1,0 +1,261 @@
+"""Batch preparation for the GPS data layer, without pycaffe (docs/data.md, docs/interfaces.md).
+
+`make_batch(samples, params, rng)` turns `Sample`s into the data layer's tops as numpy arrays:
+random scaling, a random crop when the scaled image exceeds the canvas, a horizontal flip that swaps
+the left/right classes, DeepLab's BGR mean subtraction and zero padding to one square canvas.
+`BatchPrefetcher` runs it in a background thread.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from gpsnet.classes import FACE, IGNORE_LABEL, flip_lut
+from gpsnet.data.layout import GPSDataset, Sample, mask_box
+
+TOP_NAMES: tuple[str, ...] = ("data", "im_info", "label", "label_s8", "gt_persons", "gt_faces", "gt_masks")
+DEEPLAB_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
+
+
+@dataclass(frozen=True)
+class BatchParams:
+    """The data layer's `param_str` (JSON), validated."""
+
+    root: str
+    split: str = "train"
+    batch_size: int = 2
+    size: int = 513
+    scales: tuple[float, float] = (0.5, 1.5)
+    mirror: bool = True
+    mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR
+    shuffle: bool = True
+    seed: int = 0
+    prefetch: int = 4
+
+    @property
+    def size_s8(self) -> int:
+        return (self.size - 1) // 8 + 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BatchParams":
+        known = {"root", "split", "batch_size", "size", "scales", "mirror", "mean_bgr", "shuffle",
+                 "seed", "prefetch"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"GPSDataLayer param_str: unknown keys {unknown} (known: {sorted(known)})")
+        if "root" not in d:
+            raise ValueError("GPSDataLayer param_str: 'root' (the data set folder) is required")
+        p = cls(root=str(d["root"]), split=str(d.get("split", "train")),
+                batch_size=int(d.get("batch_size", 2)), size=int(d.get("size", 513)),
+                scales=tuple(float(v) for v in d.get("scales", (0.5, 1.5))),  # type: ignore[arg-type]
+                mirror=bool(d.get("mirror", True)),
+                mean_bgr=tuple(float(v) for v in d.get("mean_bgr", DEEPLAB_MEAN_BGR)),  # type: ignore[arg-type]
+                shuffle=bool(d.get("shuffle", True)), seed=int(d.get("seed", 0)),
+                prefetch=int(d.get("prefetch", 4)))
+        p.validate()
+        return p
+
+    @classmethod
+    def from_json(cls, text: str) -> "BatchParams":
+        try:
+            d = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"GPSDataLayer param_str is not valid JSON: {err}: {text!r}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"GPSDataLayer param_str must be a JSON object, got {text!r}")
+        return cls.from_dict(d)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"GPSDataLayer: batch_size must be >= 1, got {self.batch_size}")
+        if self.size < 9 or (self.size - 1) % 8:
+            raise ValueError(f"GPSDataLayer: size must be 8k + 1 (e.g. 513, 321), got {self.size}")
+        if len(self.scales) != 2 or not 0 < self.scales[0] <= self.scales[1]:
+            raise ValueError(f"GPSDataLayer: scales must be [lo, hi] with 0 < lo <= hi, got {list(self.scales)}")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"GPSDataLayer: mean_bgr must have 3 values, got {list(self.mean_bgr)}")
+        if self.prefetch < 1:
+            raise ValueError(f"GPSDataLayer: prefetch must be >= 1, got {self.prefetch}")
+
+
+@dataclass
+class Prepared:
+    """One augmented sample, before padding (all at the scaled/cropped size h x w)."""
+
+    image: np.ndarray    # h x w x 3 uint8
+    label: np.ndarray    # h x w uint8
+    persons: np.ndarray  # G x h x w uint8
+    boxes: np.ndarray    # G x 4
+    faces: np.ndarray    # F x 4
+    scale: float
+
+
+def _resize_labels(labels: np.ndarray, w: int, h: int) -> np.ndarray:
+    out = np.empty((labels.shape[0], h, w), np.uint8)
+    for i, lab in enumerate(labels):
+        out[i] = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def prepare_sample(sample: Sample, params: BatchParams, rng: np.random.Generator) -> Prepared:
+    """Scale (longer side first fitted into the canvas, then times U(scales)), crop to the canvas
+    around a random person when larger, flip with probability 0.5 when `mirror`."""
+    S = params.size
+    H, W = sample.image.shape[:2]
+    base = min(1.0, S / max(H, W))
+    lo, hi = params.scales
+    scale = base * (float(rng.uniform(lo, hi)) if hi > lo else lo)
+    h, w = max(1, int(round(H * scale))), max(1, int(round(W * scale)))
+    image = sample.image
+    persons = sample.person_labels
+    label = sample.global_label
+    if (h, w) != (H, W):
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        persons = _resize_labels(persons, w, h)
+        label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+    if h > S or w > S:
+        # a crop window that keeps the centre of one random (non-empty) person
+        nonempty = [i for i in range(persons.shape[0]) if persons[i].any()]
+        if nonempty:
+            b = mask_box(persons[int(rng.choice(nonempty))] != 0)
+            cx, cy = int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)
+        else:
+            cx, cy = w // 2, h // 2
+        ox = int(rng.integers(max(0, cx - S + 1), min(max(0, w - S), cx) + 1)) if w > S else 0
+        oy = int(rng.integers(max(0, cy - S + 1), min(max(0, h - S), cy) + 1)) if h > S else 0
+        image = image[oy:oy + S, ox:ox + S]
+        persons = persons[:, oy:oy + S, ox:ox + S]
+        label = label[oy:oy + S, ox:ox + S]
+        h, w = image.shape[:2]
+    if params.mirror and rng.random() < 0.5:
+        lut = flip_lut()
+        image = image[:, ::-1]
+        persons = lut[persons[:, :, ::-1]]
+        label = lut[label[:, ::-1]]
+    boxes, faces, keep = [], [], []
+    for i in range(persons.shape[0]):
+        b = mask_box(persons[i] != 0)
+        if np.isnan(b[0]):
+            continue
+        keep.append(i)
+        boxes.append(b)
+        f = mask_box(persons[i] == FACE)
+        if not np.isnan(f[0]):
+            faces.append(f)
+    return Prepared(image=np.ascontiguousarray(image), label=np.ascontiguousarray(label),
+                    persons=np.ascontiguousarray(persons[keep]),
+                    boxes=np.array(boxes, np.float32).reshape(-1, 4),
+                    faces=np.array(faces, np.float32).reshape(-1, 4), scale=scale)
+
+
+def make_batch(samples: Sequence[Sample], params: BatchParams, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The data layer's tops (docs/interfaces.md) for `samples`, as float32 arrays."""
+    S = params.size
+    B = len(samples)
+    prepared = [prepare_sample(s, params, rng) for s in samples]
+    G = sum(p.persons.shape[0] for p in prepared)
+    F = sum(p.faces.shape[0] for p in prepared)
+    data = np.zeros((B, 3, S, S), np.float32)
+    im_info = np.zeros((B, 3), np.float32)
+    label = np.full((B, 1, S, S), IGNORE_LABEL, np.float32)
+    gt_persons = np.zeros((G, 5), np.float32)
+    gt_faces = np.zeros((F, 5), np.float32)
+    gt_masks = np.full((G, 1, S, S), IGNORE_LABEL, np.float32)
+    mean = np.asarray(params.mean_bgr, np.float32)
+    g = f = 0
+    for b, p in enumerate(prepared):
+        h, w = p.image.shape[:2]
+        data[b, :, :h, :w] = (p.image.astype(np.float32) - mean).transpose(2, 0, 1)
+        im_info[b] = (h, w, p.scale)
+        label[b, 0, :h, :w] = p.label
+        n = p.persons.shape[0]
+        gt_persons[g:g + n, 0] = b
+        gt_persons[g:g + n, 1:] = p.boxes
+        gt_masks[g:g + n, 0, :h, :w] = p.persons
+        g += n
+        m = p.faces.shape[0]
+        gt_faces[f:f + m, 0] = b
+        gt_faces[f:f + m, 1:] = p.faces
+        f += m
+    return {"data": data, "im_info": im_info, "label": label,
+            "label_s8": np.ascontiguousarray(label[:, :, ::8, ::8]),
+            "gt_persons": gt_persons, "gt_faces": gt_faces, "gt_masks": gt_masks}
+
+
+class SampleStream:
+    """An endless stream of non-empty samples of a split, shuffled per epoch when `shuffle`.
+    Images without any person are skipped with one warning naming them."""
+
+    def __init__(self, dataset: GPSDataset, shuffle: bool, seed: int) -> None:
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng([seed, 1])
+        self.skipped: set[str] = set()
+
+    def __iter__(self) -> Iterator[Sample]:
+        while True:
+            n = len(self.dataset)
+            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+            produced = 0
+            for i in order:
+                image_id = self.dataset.ids[int(i)]
+                if image_id in self.skipped:
+                    continue
+                s = self.dataset.load_nonempty(image_id)  # warns once: skipped afterwards
+                if s is None:
+                    self.skipped.add(image_id)
+                    continue
+                produced += 1
+                yield s
+            if produced == 0:
+                raise ValueError(f"{self.dataset.root}: split {self.dataset.split!r} has no image with a person")
+
+
+class BatchPrefetcher:
+    """Prepares batches in a background thread, `params.prefetch` ahead of the consumer."""
+
+    def __init__(self, params: BatchParams, dataset: GPSDataset | None = None) -> None:
+        self.params = params
+        self.dataset = dataset if dataset is not None else GPSDataset(params.root, params.split)
+        self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(maxsize=params.prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gps-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rng = np.random.default_rng([self.params.seed, 2])
+        try:
+            stream = iter(SampleStream(self.dataset, self.params.shuffle, self.params.seed))
+            while not self._stop.is_set():
+                samples = [next(stream) for _ in range(self.params.batch_size)]
+                batch = make_batch(samples, self.params, rng)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as err:  # handed to the consumer
+            self._queue.put(err)
+
+    def next(self) -> dict[str, np.ndarray]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._queue.put(item)  # keep failing on later calls
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=5)

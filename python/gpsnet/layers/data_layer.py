@@ -1,0 +1,54 @@
+"""`GPSDataLayer`: the pycaffe data layer of GPSNet (docs/interfaces.md, docs/data.md).
+
+```
+layer { name: "data" type: "Python"
+  top: "data" top: "im_info" top: "label" top: "label_s8" top: "gt_persons" top: "gt_faces" top: "gt_masks"
+  python_param { module: "gpsnet.layers.data_layer" layer: "GPSDataLayer"
+                 param_str: '{"root": "out/synthetic", "split": "train", "size": 513}' } }
+```
+The batches are made by `gpsnet.data.batch.make_batch` in a background thread, `prefetch` ahead.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import caffe
+
+from gpsnet.data.batch import TOP_NAMES, BatchParams, BatchPrefetcher
+
+
+class GPSDataLayer(caffe.Layer):
+    """Two (batch_size) augmented images per forward, with instance and face ground truth."""
+
+    def setup(self, bottom: Any, top: Any) -> None:
+        if len(bottom) != 0:
+            raise ValueError(f"GPSDataLayer takes no bottoms, got {len(bottom)}")
+        if len(top) != len(TOP_NAMES):
+            raise ValueError(f"GPSDataLayer has {len(TOP_NAMES)} tops {list(TOP_NAMES)}, got {len(top)}")
+        self.params = BatchParams.from_json(self.param_str)
+        p = self.params
+        S, k1, B = p.size, p.size_s8, p.batch_size
+        shapes = {"data": (B, 3, S, S), "im_info": (B, 3), "label": (B, 1, S, S), "label_s8": (B, 1, k1, k1),
+                  "gt_persons": (1, 5), "gt_faces": (1, 5), "gt_masks": (1, 1, S, S)}
+        for blob, name in zip(top, TOP_NAMES):
+            blob.reshape(*shapes[name])
+        self.prefetcher = BatchPrefetcher(p)
+
+    def reshape(self, bottom: Any, top: Any) -> None:
+        pass  # shapes change in forward (the number of persons and faces varies)
+
+    def forward(self, bottom: Any, top: Any) -> None:
+        batch = self.prefetcher.next()
+        for blob, name in zip(top, TOP_NAMES):
+            arr = batch[name]
+            blob.reshape(*arr.shape)
+            if arr.size:
+                blob.data[...] = arr
+
+    def backward(self, top: Any, propagate_down: Any, bottom: Any) -> None:
+        pass
+
+    def __del__(self) -> None:
+        pf = getattr(self, "prefetcher", None)
+        if pf is not None:
+            pf.close()
