@@ -1,0 +1,1 @@
+"""NetSpec builders of GPSNet, its ablations and the baselines (docs/nets.md)."""

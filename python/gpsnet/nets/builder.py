@@ -1,0 +1,446 @@
+"""Writes the train/test prototxts and solvers of every variant (``gpsnet build-nets``).
+
+Variants (DESIGN.md section 4, docs/nets.md): ``ad_fuse`` (GPSNet), ``fuse``, ``ad_loc``, ``loc``
+(ablations) and the baselines ``det_par`` (Faster R-CNN + single-person parser on image crops)
+and ``ins_glo`` (global parser + Mask R-CNN instance masks). ``NetConfig.full()`` is the paper's
+setting; ``NetConfig.small()`` a CPU setting (channel multiplier 1/8, 129-px canvas, P = 21).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
+
+VARIANTS: tuple[str, ...] = ("ad_fuse", "fuse", "ad_loc", "loc", "det_par", "ins_glo")
+ADJUSTED: frozenset[str] = frozenset({"ad_fuse", "ad_loc"})
+FUSED: frozenset[str] = frozenset({"ad_fuse", "fuse"})
+WITH_GLOBAL: frozenset[str] = frozenset({"ad_fuse", "fuse", "ins_glo"})
+DEFAULT_DATA_ROOT = "data/synthetic"
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything that differs between the full and the small setting."""
+    width: float = 1.0                        # channel multiplier
+    size: int = 513                           # canvas (8k + 1) of the data layer / test input
+    pooled: int = 41                          # P
+    dilations: tuple[int, ...] = (6, 12, 18, 24)
+    fc_channels: int = 1024                   # ASPP fc6 / fc7 (times width)
+    box_fc: int = 1024                        # box head fc6 / fc7 (times width)
+    fuse_channels: int = 128                  # first fusion conv (times width, at least K)
+    mask_head_channels: int = 256             # ins_glo mask head convs (times width)
+    dropout: bool = True                      # DeepLab's dropout after fc6 / fc7 (train nets)
+    anchor_sizes: tuple[float, ...] = (16, 32, 64, 128, 256, 512)
+    anchor_ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
+    rpn_batch: int = 256
+    roi_batch: int = 128
+    max_mask_rois: int = 16
+    train_pre_nms: int = 6000
+    train_post_nms: int = 300
+    test_pre_nms: int = 3000
+    test_post_nms: int = 100
+    min_size: float = 4.0
+    det_score_thresh: float = 0.05
+    det_nms: float = 0.4
+    max_persons: int = 30
+    batch_size: int = 2
+    scales: tuple[float, float] = (0.5, 1.5)
+    data_root: str = DEFAULT_DATA_ROOT
+    seed: int = 0
+
+    @staticmethod
+    def full() -> "NetConfig":
+        return NetConfig()
+
+    @staticmethod
+    def small() -> "NetConfig":
+        return NetConfig(width=0.125, size=129, pooled=21, dilations=(2, 4, 6, 8), dropout=False,
+                         anchor_sizes=(8, 16, 32, 64, 128), rpn_batch=64, roi_batch=32,
+                         max_mask_rois=4, train_pre_nms=600, train_post_nms=64, test_pre_nms=300,
+                         test_post_nms=32, min_size=2.0, max_persons=10, scales=(0.75, 1.25))
+
+    @staticmethod
+    def tiny() -> "NetConfig":
+        """The tests' setting: 65-px canvas, channel multiplier 1/16, P = 11."""
+        return replace(NetConfig.small(), width=0.0625, size=65, pooled=11, dilations=(1, 2, 3, 4),
+                       anchor_sizes=(8, 16, 32, 64), rpn_batch=32, roi_batch=16, max_mask_rois=3,
+                       train_pre_nms=300, train_post_nms=32, test_pre_nms=200, test_post_nms=16,
+                       max_persons=6)
+
+    def ch(self, n: int) -> int:
+        return max(1, int(round(n * self.width)))
+
+
+def _caffe() -> tuple[Any, Any]:
+    from caffe import layers as L, params as P  # noqa: N812 (Caffe's own spelling)
+    return L, P
+
+
+# ------------------------------------------------------------------------------------ pieces
+def _conv(n, name: str, bottom, nout: int, ks: int = 3, pad: int | None = None, dilation: int = 1,
+          relu: bool = True, std: float | None = None):
+    L, _ = _caffe()
+    pad = (ks // 2) * dilation if pad is None else pad
+    filler = dict(type="gaussian", std=std) if std is not None else dict(type="msra")
+    kw: dict[str, Any] = dict(num_output=nout, kernel_size=ks, pad=pad, weight_filler=filler,
+                              bias_filler=dict(type="constant", value=0))
+    if dilation > 1:
+        kw["dilation"] = dilation
+    layer = L.Convolution(bottom, param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)],
+                          **kw)
+    setattr(n, name, layer)
+    if relu:
+        setattr(n, name.replace("conv", "relu", 1) if "conv" in name else f"{name}_relu",
+                L.ReLU(layer, in_place=True))
+    return layer
+
+
+def _fc(n, name: str, bottom, nout: int, relu: bool, std: float | None = None):
+    L, _ = _caffe()
+    filler = dict(type="gaussian", std=std) if std is not None else dict(type="xavier")
+    layer = L.InnerProduct(bottom, num_output=nout, weight_filler=filler,
+                           bias_filler=dict(type="constant", value=0),
+                           param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+    setattr(n, name, layer)
+    if relu:
+        setattr(n, f"{name}_relu", L.ReLU(layer, in_place=True))
+    return layer
+
+
+def _pool(n, name: str, bottom, stride: int):
+    L, P = _caffe()
+    layer = L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=stride, pad=1)
+    setattr(n, name, layer)
+    return layer
+
+
+def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = ""):
+    """DeepLab-v2 VGG-16: pool4 / pool5 stride 1, conv5 dilation 2. Returns (conv5_3, pool5)."""
+    x = data
+    blocks = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
+    for block, ch, reps in blocks:
+        for r in range(1, reps + 1):
+            x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=2 if block == 5 else 1)
+        conv = x
+        x = _pool(n, f"{prefix}pool{block}", x, stride=2 if block <= 3 else 1)
+    return conv, x
+
+
+def aspp(n, prefix: str, bottom, cfg: NetConfig, train: bool, nout: int = NUM_CLASSES):
+    """DeepLab-v2 ASPP: per dilation fc6 (3x3 dilated), fc7 (1x1), fc8; the fc8s summed."""
+    L, P = _caffe()
+    outs = []
+    for i, d in enumerate(cfg.dilations, start=1):
+        x = _conv(n, f"{prefix}fc6_{i}", bottom, cfg.ch(cfg.fc_channels), ks=3, dilation=d)
+        if train and cfg.dropout:
+            setattr(n, f"{prefix}drop6_{i}", L.Dropout(x, dropout_ratio=0.5, in_place=True))
+        x = _conv(n, f"{prefix}fc7_{i}", x, cfg.ch(cfg.fc_channels), ks=1)
+        if train and cfg.dropout:
+            setattr(n, f"{prefix}drop7_{i}", L.Dropout(x, dropout_ratio=0.5, in_place=True))
+        outs.append(_conv(n, f"{prefix}fc8_{i}", x, nout, ks=1, relu=False, std=0.01))
+    out = L.Eltwise(*outs, operation=P.Eltwise.SUM)
+    setattr(n, f"{prefix}fc8", out)
+    return out
+
+
+def _python(module: str, layer: str, *bottoms, params: dict | None = None, ntop: int = 1, **kw):
+    L, _ = _caffe()
+    return L.Python(*bottoms, python_param=dict(module=f"gpsnet.layers.{module}", layer=layer,
+                                                param_str=json.dumps(params or {}, sort_keys=True)),
+                    ntop=ntop, **kw)
+
+
+def _softmax_loss(bottom, label, ignore: int = IGNORE_LABEL):
+    L, _ = _caffe()
+    return L.SoftmaxWithLoss(bottom, label, loss_param=dict(ignore_label=ignore, normalize=True),
+                             propagate_down=[True, False])
+
+
+def _roi_align(features, rois, pooled: int, scale: float):
+    L, _ = _caffe()
+    return L.RoIAlign(features, rois, roi_align_param=dict(pooled_h=pooled, pooled_w=pooled,
+                                                           spatial_scale=scale, sampling_ratio=2,
+                                                           aligned=True),
+                      propagate_down=[True, False])
+
+
+def _anchor_params(cfg: NetConfig) -> dict[str, Any]:
+    return dict(feat_stride=8, anchor_sizes=list(cfg.anchor_sizes),
+                anchor_ratios=list(cfg.anchor_ratios))
+
+
+def rpn(n, conv5_3, cfg: NetConfig, train: bool):
+    """RPN on conv5_3; returns the proposals blob (train / test counts)."""
+    L, _ = _caffe()
+    a = len(cfg.anchor_sizes) * len(cfg.anchor_ratios)
+    x = _conv(n, "rpn_conv_3x3", conv5_3, cfg.ch(512), ks=3)
+    n.rpn_cls_score = _conv(n, "rpn_cls_score", x, 2 * a, ks=1, relu=False, std=0.01)
+    n.rpn_bbox_pred = _conv(n, "rpn_bbox_pred", x, 4 * a, ks=1, relu=False, std=0.01)
+    n.rpn_cls_score_reshape = L.Reshape(n.rpn_cls_score, shape=dict(dim=[0, 2, -1, 0]))
+    if train:
+        (n.rpn_labels, n.rpn_bbox_targets, n.rpn_bbox_inside_weights,
+         n.rpn_bbox_outside_weights) = _python(
+            "anchor_target", "AnchorTargetLayer", n.rpn_cls_score, n.gt_persons, n.gt_faces,
+            n.im_info, ntop=4,
+            params=dict(_anchor_params(cfg), batch_size=cfg.rpn_batch, seed=cfg.seed))
+        n.rpn_loss_cls = _softmax_loss(n.rpn_cls_score_reshape, n.rpn_labels, ignore=-1)
+        n.rpn_loss_bbox = _python("smooth_l1_loss", "SmoothL1LossLayer", n.rpn_bbox_pred,
+                                  n.rpn_bbox_targets, n.rpn_bbox_inside_weights,
+                                  n.rpn_bbox_outside_weights, params=dict(sigma=3.0), loss_weight=1,
+                                  propagate_down=[True, False, False, False])
+    n.rpn_cls_prob = L.Softmax(n.rpn_cls_score_reshape)
+    n.rpn_cls_prob_reshape = L.Reshape(n.rpn_cls_prob, shape=dict(dim=[0, 2 * a, -1, 0]))
+    pre, post = (cfg.train_pre_nms, cfg.train_post_nms) if train else (cfg.test_pre_nms, cfg.test_post_nms)
+    n.rpn_rois = _python("proposal", "ProposalLayer", n.rpn_cls_prob_reshape, n.rpn_bbox_pred,
+                         n.im_info, params=dict(_anchor_params(cfg), pre_nms_top_n=pre,
+                                                post_nms_top_n=post, nms_thresh=0.7,
+                                                min_size=cfg.min_size))
+    return n.rpn_rois
+
+
+def box_head(n, conv5_3, rois, cfg: NetConfig):
+    """RoIAlign 7x7 -> fc6_box -> fc7_box -> cls_score (3: bg, person, face), bbox_pred (12)."""
+    n.roi_pool = _roi_align(conv5_3, rois, 7, 0.125)
+    x = _fc(n, "fc6_box", n.roi_pool, cfg.ch(cfg.box_fc), relu=True)
+    x = _fc(n, "fc7_box", x, cfg.ch(cfg.box_fc), relu=True)
+    n.cls_score = _fc(n, "cls_score", x, 3, relu=False, std=0.01)
+    n.bbox_pred = _fc(n, "bbox_pred", x, 12, relu=False, std=0.001)
+    return n.cls_score, n.bbox_pred
+
+
+def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True):
+    """RPN + box head. Train: losses, and the mask RoIs (``mask_rois``, ``mask_gt_index``).
+    Test: ``person_rois``, ``person_scores``, ``face_rois``, ``face_scores``."""
+    L, _ = _caffe()
+    rpn_rois = rpn(n, conv5_3, cfg, train)
+    if train:
+        tops = _python("proposal_target", "ProposalTargetLayer", rpn_rois, n.gt_persons, n.gt_faces,
+                       n.im_info, ntop=7 if mask_outputs else 5,
+                       params=dict(batch_size=cfg.roi_batch, max_mask_rois=cfg.max_mask_rois,
+                                   seed=cfg.seed))
+        n.rois, n.labels, n.bbox_targets, n.bbox_inside_weights, n.bbox_outside_weights = tops[:5]
+        if mask_outputs:
+            n.mask_rois, n.mask_gt_index = tops[5:]
+        cls_score, bbox_pred = box_head(n, conv5_3, n.rois, cfg)
+        n.loss_cls = _softmax_loss(cls_score, n.labels, ignore=-1)
+        n.loss_bbox = _python("smooth_l1_loss", "SmoothL1LossLayer", bbox_pred, n.bbox_targets,
+                              n.bbox_inside_weights, n.bbox_outside_weights, params=dict(sigma=1.0),
+                              loss_weight=1, propagate_down=[True, False, False, False])
+    else:
+        cls_score, bbox_pred = box_head(n, conv5_3, rpn_rois, cfg)
+        n.cls_prob = L.Softmax(cls_score)
+        n.person_rois, n.person_scores, n.face_rois, n.face_scores = _python(
+            "proposal", "DetectionLayer", rpn_rois, n.cls_prob, bbox_pred, n.im_info, ntop=4,
+            params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
+                        max_persons=cfg.max_persons, max_faces=cfg.max_persons))
+
+
+def _inputs(n, cfg: NetConfig, train: bool) -> None:
+    L, _ = _caffe()
+    if train:
+        params = dict(root=cfg.data_root, split="train", batch_size=cfg.batch_size, size=cfg.size,
+                      scales=list(cfg.scales), mirror=True, mean_bgr=[104.008, 116.669, 122.675],
+                      shuffle=True, seed=cfg.seed, prefetch=4)
+        (n.data, n.im_info, n.label, n.label_s8, n.gt_persons, n.gt_faces,
+         n.gt_masks) = L.Python(python_param=dict(module="gpsnet.layers.data_layer",
+                                                  layer="GPSDataLayer",
+                                                  param_str=json.dumps(params, sort_keys=True)),
+                                ntop=7)
+        n.silence_label = L.Silence(n.label, ntop=0)
+    else:
+        n.data = L.Input(shape=dict(dim=[1, 3, cfg.size, cfg.size]))
+        n.im_info = L.Input(shape=dict(dim=[1, 3]))
+
+
+# ------------------------------------------------------------------------------------ variants
+def build(variant: str, cfg: NetConfig, train: bool):
+    """The NetParameter of one variant's train or test net."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    import caffe
+    L, _ = _caffe()
+    n = caffe.NetSpec()
+    _inputs(n, cfg, train)
+    if variant == "det_par":
+        return _build_det_par(n, cfg, train).to_proto()
+    conv5_3, pool5 = vgg16_deeplab(n, n.data, cfg)
+    glob = None
+    if variant in WITH_GLOBAL:
+        glob = aspp(n, "", pool5, cfg, train)
+        if train:
+            n.loss_global = _softmax_loss(glob, n.label_s8)
+        else:
+            n.global_prob = L.Softmax(glob)
+    detector(n, conv5_3, cfg, train)
+    rois = n.mask_rois if train else n.person_rois
+    if variant == "ins_glo":
+        return _mask_head(n, conv5_3, rois, cfg, train).to_proto()
+    p = cfg.pooled
+    adjusted = variant in ADJUSTED
+    if adjusted:
+        faces = n.gt_faces if train else n.face_rois
+        n.major_faces = L.FaceMajoritySelect(rois, faces, propagate_down=[False, False])
+        n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
+            conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
+            adjusted_roi_align_param=dict(pooled_h=p, pooled_w=p, spatial_scale=0.125,
+                                          sampling_ratio=2, aligned=True, face_x=0.5, face_y=0.2))
+    else:
+        n.local_feat = _roi_align(conv5_3, rois, p, 0.125)
+    n.loc_pool5 = _pool(n, "loc_pool5", n.local_feat, stride=1)
+    local = aspp(n, "loc_", n.loc_pool5, cfg, train)
+    if train:
+        if adjusted:
+            n.mask_label, n.mask_label_adj = _python(
+                "mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks, n.adjusted_rois,
+                ntop=2, params=dict(pooled=p))
+            n.loss_local = _softmax_loss(local, n.mask_label_adj)
+        else:
+            n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index,
+                                   n.gt_masks, params=dict(pooled=p))
+            n.loss_local = _softmax_loss(local, n.mask_label)
+    if adjusted:
+        n.local_back = L.AdjustBack(local, n.adjusted_rois, rois, propagate_down=[True, False, False],
+                                    adjust_back_param=dict(outside_value=0))
+        local = n.local_back
+    if variant in FUSED:
+        n.global_crop = _roi_align(glob, rois, p, 0.125)
+        n.fuse_concat = L.Concat(local, n.global_crop)
+        x = _conv(n, "fuse_conv1", n.fuse_concat, max(cfg.ch(cfg.fuse_channels), NUM_CLASSES), ks=3)
+        final = _conv(n, "fuse_conv2", x, NUM_CLASSES, ks=1, relu=False, std=0.01)
+        if train:
+            n.loss_fuse = _softmax_loss(final, n.mask_label)
+    else:
+        final = local
+    if not train:
+        n.parse_prob = L.Softmax(final)
+    return n.to_proto()
+
+
+def _mask_head(n, conv5_3, rois, cfg: NetConfig, train: bool):
+    """Ins.+Glo.: Mask R-CNN-style binary instance masks at P x P in the RoI frame."""
+    L, _ = _caffe()
+    p = cfg.pooled
+    n.mask_feat = _roi_align(conv5_3, rois, p, 0.125)
+    x = _conv(n, "mask_conv1", n.mask_feat, cfg.ch(cfg.mask_head_channels), ks=3)
+    x = _conv(n, "mask_conv2", x, cfg.ch(cfg.mask_head_channels), ks=3)
+    score = _conv(n, "mask_score", x, 2, ks=1, relu=False, std=0.01)
+    if train:
+        n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks,
+                               params=dict(pooled=p, binary=True))
+        n.loss_mask = _softmax_loss(score, n.mask_label)
+    else:
+        n.mask_prob = L.Softmax(score)
+    return n
+
+
+def _build_det_par(n, cfg: NetConfig, train: bool):
+    """Det.+Par.: a Faster R-CNN and, with its own weights, a single-person DeepLab-v2 parser on
+    image crops of 8 (P - 1) + 1 pixels (stride 8 gives P x P). Training feeds the parser the
+    fg person RoIs sampled by the proposal target; the two share no layer, so training them in
+    one solver equals training them one after the other."""
+    L, _ = _caffe()
+    conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
+    detector(n, conv5_3, cfg, train)
+    rois = n.mask_rois if train else n.person_rois
+    crop = 8 * (cfg.pooled - 1) + 1
+    n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=dict(
+        pooled_h=crop, pooled_w=crop, spatial_scale=1.0, sampling_ratio=1, aligned=True),
+        propagate_down=[False, False])
+    _, par_pool5 = vgg16_deeplab(n, n.person_crop, cfg, prefix="par_")
+    score = aspp(n, "par_", par_pool5, cfg, train)
+    if train:
+        n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks,
+                               params=dict(pooled=cfg.pooled))
+        n.loss_parse = _softmax_loss(score, n.mask_label)
+    else:
+        n.parse_prob = L.Softmax(score)
+    return n
+
+
+# ------------------------------------------------------------------------------------ files
+SOLVER_TEMPLATE = """\
+# GPSNet solver (paper section 5.1); scripts/train rewrites the paths for its run directory.
+train_net: "{train_net}"
+base_lr: 0.001
+lr_policy: "step"
+stepsize: 50000
+gamma: 0.1
+momentum: 0.9
+weight_decay: 0.0005
+iter_size: 1
+max_iter: {max_iter}
+display: 20
+average_loss: 20
+snapshot: {snapshot}
+snapshot_prefix: "{snapshot_prefix}"
+random_seed: {seed}
+"""
+
+
+def solver_text(train_net: str, snapshot_prefix: str, max_iter: int = 100000, snapshot: int = 10000,
+                seed: int = 0, base_lr: float | None = None) -> str:
+    text = SOLVER_TEMPLATE.format(train_net=train_net, snapshot_prefix=snapshot_prefix,
+                                  max_iter=max_iter, snapshot=snapshot, seed=seed)
+    if base_lr is not None:
+        text = text.replace("base_lr: 0.001", f"base_lr: {base_lr:g}")
+    return text
+
+
+def net_text(variant: str, cfg: NetConfig, train: bool) -> str:
+    proto = build(variant, cfg, train)
+    proto.name = f"gpsnet_{variant}_{'train' if train else 'test'}"
+    return str(proto)
+
+
+def setting(name: str) -> NetConfig:
+    return {"full": NetConfig.full(), "small": NetConfig.small(), "tiny": NetConfig.tiny()}[name]
+
+
+def variant_dir(out: Path, variant: str, small: bool) -> Path:
+    return out / "small" / variant if small else out / variant
+
+
+def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
+    """Every committed file under ``out`` with its content."""
+    files: dict[Path, str] = {}
+    for small in (False, True):
+        cfg = NetConfig.small() if small else NetConfig.full()
+        for variant in VARIANTS:
+            d = variant_dir(out, variant, small)
+            files[d / "train.prototxt"] = net_text(variant, cfg, True)
+            files[d / "test.prototxt"] = net_text(variant, cfg, False)
+            files[d / "solver.prototxt"] = solver_text(
+                str(d / "train.prototxt"), str(Path("snapshots") / ("small" if small else "") / variant
+                                               / variant).replace("//", "/"))
+            files[d / "config.json"] = json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gpsnet build-nets", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="prototxt", help="output folder (default: prototxt)")
+    ap.add_argument("--check", action="store_true",
+                    help="only compare the files under --out with the builder's output")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    stale = []
+    for path, text in expected_files(out).items():
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    if stale:
+        print("out of date (run gpsnet build-nets):\n  " + "\n  ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
