@@ -32,3 +32,19 @@ def make_config(cls: type[T], params: dict[str, Any]) -> T:
     keys = config_keys(cls)
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in keys}
     return cls(**kwargs)
+
+
+def read_blob(blob, cols: int | None = None):
+    """A blob's data, or an empty array for a zero-count blob (whose ``.data`` aborts pycaffe)."""
+    import numpy as np
+    if blob.count == 0:
+        shape = tuple(blob.shape)
+        return np.zeros(shape if cols is None else (0, cols), dtype=np.float32)
+    return blob.data
+
+
+def write_blob(blob, arr) -> None:
+    """Reshape ``blob`` to ``arr`` and copy it (nothing to copy for zero-size arrays)."""
+    blob.reshape(*arr.shape)
+    if arr.size:
+        blob.data[...] = arr

@@ -16,7 +16,7 @@ import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import AnchorTargetConfig, anchor_targets
-from gpsnet.layers._common import config_keys, make_config, parse_params
+from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob
 
 DEFAULT_SIZES: tuple[float, ...] = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 DEFAULT_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -31,7 +31,10 @@ class AnchorTargetLayer(caffe.Layer):
         self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
                                  p.get("anchor_ratios", DEFAULT_RATIOS))
         self.cfg = make_config(AnchorTargetConfig, p)
-        self.rng = np.random.default_rng(p.get("seed", 0))
+        self.seed = int(p.get("seed", 0))
+        # The sampling RNG of forward pass i is seeded with (seed, i): a run resumed at
+        # iteration i (train.py sets forward_count) samples as the uninterrupted run.
+        self.forward_count = 0
         if len(bottom) != 4 or len(top) != 4:
             raise ValueError("AnchorTargetLayer: bottoms rpn_cls_score, gt_persons, gt_faces, "
                              "im_info; tops labels, targets, inside, outside weights")
@@ -45,24 +48,26 @@ class AnchorTargetLayer(caffe.Layer):
         b, _, h, w = bottom[0].data.shape
         a = self.base.shape[0]
         top[0].reshape(b, 1, a * h, w)
-        for t in top[1:]:
-            t.reshape(b, 4 * a, h, w)
+        for i in range(1, len(top)):   # (pycaffe's blob vectors cannot be sliced)
+            top[i].reshape(b, 4 * a, h, w)
 
     def forward(self, bottom, top) -> None:
         b, _, h, w = bottom[0].data.shape
         a = self.base.shape[0]
         anchors = shifted_anchors(self.base, h, w, self.feat_stride)
-        gt = np.concatenate([bottom[1].data.reshape(-1, 5), bottom[2].data.reshape(-1, 5)], axis=0)
+        gt = np.concatenate([read_blob(bottom[1], 5).reshape(-1, 5), read_blob(bottom[2], 5).reshape(-1, 5)])
         info = bottom[3].data.reshape(-1, 3)
+        rng = np.random.default_rng([self.seed, self.forward_count])
+        self.forward_count += 1
         for i in range(b):
             boxes = gt[gt[:, 0] == i, 1:]
             labels, targets, inside = anchor_targets(anchors, boxes, info[i, 0], info[i, 1],
-                                                     self.cfg, self.rng)
+                                                     self.cfg, rng)
             n_sampled = max(int((labels >= 0).sum()), 1)
             outside = np.where(labels[:, None] >= 0, 1.0 / n_sampled, 0.0)
             top[0].data[i, 0] = labels.reshape(h, w, a).transpose(2, 0, 1).reshape(a * h, w)
-            for t, arr in ((top[1], targets), (top[2], inside), (top[3], np.repeat(outside, 4, 1))):
-                t.data[i] = arr.reshape(h, w, a, 4).transpose(2, 3, 0, 1).reshape(4 * a, h, w)
+            for j, arr in ((1, targets), (2, inside), (3, np.repeat(outside, 4, 1))):
+                top[j].data[i] = arr.reshape(h, w, a, 4).transpose(2, 3, 0, 1).reshape(4 * a, h, w)
 
     def backward(self, top, propagate_down, bottom) -> None:
         pass

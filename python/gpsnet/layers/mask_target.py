@@ -12,7 +12,7 @@ from __future__ import annotations
 import caffe
 
 from gpsnet.detection.targets import mask_targets
-from gpsnet.layers._common import parse_params
+from gpsnet.layers._common import parse_params, read_blob
 
 
 class MaskTargetLayer(caffe.Layer):
@@ -27,13 +27,13 @@ class MaskTargetLayer(caffe.Layer):
 
     def reshape(self, bottom, top) -> None:
         m = bottom[0].data.reshape(-1, 5).shape[0]
-        for t in top:
-            t.reshape(m, 1, self.pooled, self.pooled)
+        for i in range(len(top)):   # (pycaffe's blob vectors cannot be iterated)
+            top[i].reshape(m, 1, self.pooled, self.pooled)
 
     def forward(self, bottom, top) -> None:
         rois_sets = [bottom[0].data] + ([bottom[3].data] if len(bottom) == 4 else [])
-        for t, rois in zip(top, rois_sets):
-            t.data[:, 0] = mask_targets(rois, bottom[1].data, bottom[2].data, self.pooled,
+        for i, rois in enumerate(rois_sets):
+            top[i].data[:, 0] = mask_targets(rois, bottom[1].data, read_blob(bottom[2]), self.pooled,
                                         self.binary)
 
     def backward(self, top, propagate_down, bottom) -> None:

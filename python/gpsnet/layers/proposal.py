@@ -19,7 +19,7 @@ import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import DetectConfig, ProposalConfig, detect, propose
-from gpsnet.layers._common import config_keys, make_config, parse_params
+from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob, write_blob
 from gpsnet.layers.anchor_target import DEFAULT_RATIOS, DEFAULT_SIZES
 
 
@@ -76,11 +76,11 @@ class DetectionLayer(caffe.Layer):
         pass
 
     def forward(self, bottom, top) -> None:
-        persons, p_scores, faces, f_scores = detect(bottom[0].data, bottom[1].data, bottom[2].data,
+        persons, p_scores, faces, f_scores = detect(read_blob(bottom[0], 5), bottom[1].data, bottom[2].data,
                                                     bottom[3].data, self.cfg)
-        for t, arr in zip(top, (persons, p_scores, faces, f_scores)):
-            t.reshape(*arr.shape)
-            t.data[...] = arr
+        arrays = (persons, p_scores, faces, f_scores)
+        for i in range(len(top)):   # (pycaffe's blob vectors cannot be iterated)
+            write_blob(top[i], arrays[i])
 
     def backward(self, top, propagate_down, bottom) -> None:
         pass

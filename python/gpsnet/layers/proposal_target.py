@@ -14,7 +14,7 @@ import caffe
 import numpy as np
 
 from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, sample_rois
-from gpsnet.layers._common import config_keys, make_config, parse_params
+from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob, write_blob
 
 
 class ProposalTargetLayer(caffe.Layer):
@@ -22,14 +22,17 @@ class ProposalTargetLayer(caffe.Layer):
         p = parse_params(self.__class__.__name__, self.param_str,
                          {"seed"} | config_keys(RoiSampleConfig))
         self.cfg = make_config(RoiSampleConfig, p)
-        self.rng = np.random.default_rng(p.get("seed", 0))
+        self.seed = int(p.get("seed", 0))
+        # The sampling RNG of forward pass i is seeded with (seed, i): a run resumed at
+        # iteration i (train.py sets forward_count) samples as the uninterrupted run.
+        self.forward_count = 0
         if len(bottom) != 4 or len(top) not in (5, 7):
             raise ValueError("ProposalTargetLayer: bottoms rpn_rois, gt_persons, gt_faces, im_info; "
                              "5 tops (box head) or 7 (box head + mask_rois, mask_gt_index)")
         top[0].reshape(1, 5)
         top[1].reshape(1)
-        for t in top[2:5]:
-            t.reshape(1, 4 * NUM_DET_CLASSES)
+        for i in range(2, 5):   # (pycaffe's blob vectors cannot be sliced)
+            top[i].reshape(1, 4 * NUM_DET_CLASSES)
         if len(top) == 7:
             top[5].reshape(1, 5)
             top[6].reshape(1)
@@ -38,15 +41,16 @@ class ProposalTargetLayer(caffe.Layer):
         pass
 
     def forward(self, bottom, top) -> None:
-        s = sample_rois(bottom[0].data, bottom[1].data, bottom[2].data,
-                        bottom[3].data.reshape(-1, 3).shape[0], self.cfg, self.rng)
+        rng = np.random.default_rng([self.seed, self.forward_count])
+        self.forward_count += 1
+        s = sample_rois(read_blob(bottom[0], 5), read_blob(bottom[1], 5), read_blob(bottom[2], 5),
+                        bottom[3].data.reshape(-1, 3).shape[0], self.cfg, rng)
         arrays = [s.rois, s.labels, s.bbox_targets, s.bbox_inside_weights,
                   (s.bbox_inside_weights > 0).astype(np.float32)]
         if len(top) == 7:
             arrays += [s.mask_rois, s.mask_gt_index]
-        for t, arr in zip(top, arrays):
-            t.reshape(*arr.shape)
-            t.data[...] = arr
+        for i in range(len(top)):   # (pycaffe's blob vectors cannot be iterated)
+            write_blob(top[i], arrays[i])
 
     def backward(self, top, propagate_down, bottom) -> None:
         pass

@@ -32,13 +32,18 @@ class SmoothL1LossLayer(caffe.Layer):
         top[0].reshape(1)
 
     def reshape(self, bottom, top) -> None:
-        for b in bottom[1:]:
+        for i in range(1, len(bottom)):   # (pycaffe's blob vectors cannot be sliced)
+            b = bottom[i]
             if b.data.shape != bottom[0].data.shape:
                 raise ValueError(f"SmoothL1LossLayer: bottom shapes differ: {b.data.shape} vs "
                                  f"{bottom[0].data.shape}")
         top[0].reshape(1)
 
     def forward(self, bottom, top) -> None:
+        if bottom[0].count == 0:
+            top[0].data[0] = 0.0
+            self._grad = None
+            return
         n = max(bottom[0].data.shape[0], 1)
         diff = bottom[2].data * (bottom[0].data - bottom[1].data)
         val, grad = smooth_l1(diff, self.sigma)
@@ -47,8 +52,8 @@ class SmoothL1LossLayer(caffe.Layer):
         self._grad = (out * bottom[2].data * grad / n).astype(np.float32)
 
     def backward(self, top, propagate_down, bottom) -> None:
-        if propagate_down[0]:
+        if propagate_down[0] and self._grad is not None:
             bottom[0].diff[...] = self._grad * top[0].diff[0]
         for i in range(1, len(bottom)):
-            if propagate_down[i]:
+            if propagate_down[i] and bottom[i].count:
                 bottom[i].diff[...] = 0
