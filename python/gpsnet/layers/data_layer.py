@@ -30,8 +30,8 @@ class GPSDataLayer(caffe.Layer):
         S, k1, B = p.size, p.size_s8, p.batch_size
         shapes = {"data": (B, 3, S, S), "im_info": (B, 3), "label": (B, 1, S, S), "label_s8": (B, 1, k1, k1),
                   "gt_persons": (1, 5), "gt_faces": (1, 5), "gt_masks": (1, 1, S, S)}
-        for blob, name in zip(top, TOP_NAMES):
-            blob.reshape(*shapes[name])
+        for i, name in enumerate(TOP_NAMES):  # (pycaffe's blob vectors do not iterate)
+            top[i].reshape(*shapes[name])
         self.prefetcher = BatchPrefetcher(p)
 
     def reshape(self, bottom: Any, top: Any) -> None:
@@ -39,11 +39,11 @@ class GPSDataLayer(caffe.Layer):
 
     def forward(self, bottom: Any, top: Any) -> None:
         batch = self.prefetcher.next()
-        for blob, name in zip(top, TOP_NAMES):
+        for i, name in enumerate(TOP_NAMES):
             arr = batch[name]
-            blob.reshape(*arr.shape)
+            top[i].reshape(*arr.shape)
             if arr.size:
-                blob.data[...] = arr
+                top[i].data[...] = arr
 
     def backward(self, top: Any, propagate_down: Any, bottom: Any) -> None:
         pass
