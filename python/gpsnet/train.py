@@ -1,0 +1,217 @@
+"""Training: ``gpsnet train --variant ad_fuse [--small] [--data ROOT] [--iters N] [--gpu N]``.
+
+Runs the variant's solver (paper section 5.1: lr 0.001, step 50000, gamma 0.1, momentum 0.9,
+weight decay 0.0005, two images per iteration) in a run folder ``--out`` holding the patched
+``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
+iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` continues from a
+``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
+run repeats the uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gpsnet.nets.builder import NetConfig, net_text, setting, solver_text, variant_dir, VARIANTS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("GPSNET_CACHE", Path.home() / ".cache" / "gpsnet"))
+
+
+def ensure_synthetic(root: Path | None, size: int, num: int, seed: int = 0) -> Path:
+    """The data root; without one, a synthetic set in the cache (generated once)."""
+    if root is not None:
+        if not (Path(root) / "lists").is_dir():
+            raise FileNotFoundError(f"{root}: not a GPS-layout data set (no lists/ folder)")
+        return Path(root)
+    out = default_cache() / f"synthetic-{size}px-{num}-s{seed}"
+    if not (out / "lists" / "test.txt").is_file():
+        from gpsnet.data.synthetic import generate_dataset
+        print(f"generating {num} synthetic images of {size} px into {out}", flush=True)
+        generate_dataset(out, num, size=size, seed=seed)
+    return out
+
+
+def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
+    """The prototxt text: ``--net`` if given, the committed file when it exists, else the builder."""
+    if net:
+        return Path(net).read_text()
+    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
+    if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
+        return committed.read_text()
+    return net_text(variant, cfg, train)
+
+
+def patch_data_layer(text: str, root: Path, seed: int, split: str = "train") -> str:
+    """Set the data layer's root, split and seed in a train prototxt."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(text, net)
+    found = False
+    for layer in net.layer:
+        if layer.type == "Python" and layer.python_param.layer == "GPSDataLayer":
+            params = json.loads(layer.python_param.param_str or "{}")
+            params.update(root=str(root), seed=seed, split=split)
+            layer.python_param.param_str = json.dumps(params, sort_keys=True)
+            found = True
+    if not found:
+        raise ValueError("the train net has no GPSDataLayer")
+    return text_format.MessageToString(net)
+
+
+def step_lr(base_lr: float, gamma: float, stepsize: int, it: int) -> float:
+    return base_lr * gamma ** math.floor(it / stepsize)
+
+
+def plot_log(log_path: Path, png: Path) -> None:
+    """Loss curves (every loss and the total) of a log.jsonl."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    keys = [k for k in rows[-1] if k.startswith("loss") or k == "total"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    its = [r["iter"] for r in rows]
+    for k in keys:
+        vals = [r.get(k, float("nan")) for r in rows]
+        w = max(1, len(vals) // 50)
+        smooth = [sum(vals[max(0, i - w + 1):i + 1]) / len(vals[max(0, i - w + 1):i + 1]) for i in range(len(vals))]
+        ax.plot(its, smooth, label=k, linewidth=2 if k == "total" else 1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (moving average)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def fast_forward(net: Any, iters: int) -> None:
+    """Bring the data stream and the sampling layers of a fresh net to iteration ``iters``."""
+    for i in range(len(net.layers)):
+        layer = net.layers[i]
+        if hasattr(layer, "forward_count"):
+            layer.forward_count = iters
+        pf = getattr(layer, "prefetcher", None)
+        if pf is not None:
+            for _ in range(iters):
+                pf.next()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
+    ap.add_argument("--small", action="store_true", help="the small CPU setting (prototxt/small/...)")
+    ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
+    ap.add_argument("--net", help="a train prototxt to use instead of the variant's")
+    ap.add_argument("--data", type=Path, help="GPS-layout data root (default: synthetic data in the cache)")
+    ap.add_argument("--synthetic-num", type=int, default=200, help="images of the default synthetic set")
+    ap.add_argument("--weights", help="initial .caffemodel, copied by layer name")
+    ap.add_argument("--resume", help="a .solverstate to continue from")
+    ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
+    ap.add_argument("--lr", type=float, help="base learning rate (default 0.001, the paper's)")
+    ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
+    ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--display", type=int, default=10, help="print every N iterations")
+    ap.add_argument("--quiet-caffe", action="store_true", default=True, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row}."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    name = args.setting or ("small" if args.small else "full")
+    cfg = setting(name)
+    small = name != "full"
+    iters = 100000 if args.iters is None else args.iters
+    out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "snapshots").mkdir(exist_ok=True)
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    text = patch_data_layer(net_param_text(args.variant, cfg, True, args.net, name == "small"),
+                            root.resolve(), args.seed)
+    train_net = out / "train.prototxt"
+    train_net.write_text(text)
+    prefix = (out / "snapshots" / args.variant).resolve()
+    solver_path = out / "solver.prototxt"
+    solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
+                                       snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr))
+    if args.gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(args.gpu)
+        caffe.set_mode_gpu()
+    caffe.set_random_seed(args.seed)
+    solver = caffe.SGDSolver(str(solver_path))
+    if args.weights:
+        solver.net.copy_from(args.weights)
+    start = 0
+    log_path = out / "log.jsonl"
+    if args.resume:
+        solver.restore(args.resume)
+        start = solver.iter
+        fast_forward(solver.net, start)
+        rows = [r for r in (log_path.read_text().splitlines() if log_path.is_file() else [])
+                if r.strip() and json.loads(r)["iter"] < start]
+        log_path.write_text("".join(r + "\n" for r in rows))
+    else:
+        log_path.write_text("")
+    loss_names = [b for b in solver.net.outputs if "loss" in b]
+    base_lr = args.lr if args.lr is not None else 0.001
+    print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
+          flush=True)
+    last: dict[str, Any] = {}
+    t_start = time.time()
+    with log_path.open("a") as log:
+        while solver.iter < iters:
+            it = solver.iter
+            t0 = time.time()
+            solver.step(1)
+            row: dict[str, Any] = {"iter": it, "lr": step_lr(base_lr, 0.1, 50000, it),
+                                   "time": round(time.time() - t0, 4)}
+            for k in loss_names:
+                row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])
+            row["total"] = sum(row[k] for k in loss_names)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            last = row
+            if args.display and (it % args.display == 0 or solver.iter == iters):
+                eta = (time.time() - t_start) / (solver.iter - start) * (iters - solver.iter)
+                losses = " ".join(f"{k}={row[k]:.3f}" for k in loss_names)
+                print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
+                      f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
+    solver.snapshot()
+    model = Path(f"{prefix}_iter_{solver.iter}.caffemodel")
+    plot_log(log_path, out / "loss.png")
+    print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
+    return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"gpsnet train: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
