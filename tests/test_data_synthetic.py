@@ -98,7 +98,7 @@ def test_person_counts() -> None:
 
 def test_preview(mixed20: Path) -> None:
     sheet = cv2.imread(str(mixed20 / "sheet.png"))
-    assert sheet is not None and sheet.shape[0] >= 192 and sheet.shape[1] >= 2 * 192
+    assert sheet is not None and sheet.shape[0] >= 160 and sheet.shape[1] >= 2 * 160
 
 
 def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -505,7 +505,7 @@ def generate_dataset(out: str | Path, num: int, size: int = 512, seed: int = 0, 
     return splits
 
 
-def contact_sheet(root: str | Path, ids: Sequence[str], thumb: int = 192) -> np.ndarray:
+def contact_sheet(root: str | Path, ids: Sequence[str], thumb: int = 160) -> np.ndarray:
     """Rows of [image | coloured whole-image label with person (green) and face (red) boxes]."""
     from gpsnet.data.layout import load_sample
 
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"make-data: {args.num} images ({args.scene}, {args.size} px, seed {args.seed}) in {args.out}: "
           + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; {args.num / dt:.1f} images/s")
     if args.preview:
-        ids = sorted(sum(splits.values(), []))[: args.preview_count]
+        ids = sorted(sum(splits.values(), []), key=lambda i: int(i.rsplit("_", 1)[1]))[: args.preview_count]
         sheet = contact_sheet(args.out, ids)
         Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(args.preview), sheet):
