@@ -73,6 +73,8 @@ def test_missing_annotation(root: Path) -> None:
     annotation_path(root, "im1", 2, 2).unlink()
     err = _expect("NN = 2", load_sample, root, "im1")
     assert "im1_02_02.png" in str(err)
+    err = _expect("NN = 2", GPSDataset(root, "train").__getitem__, 0)  # through the folder index
+    assert "im1_02_02.png" in str(err)
     annotation_path(root, "im1", 2, 1).unlink()
     _expect("missing annotation", load_sample, root, "im1")
 

@@ -169,23 +169,41 @@ def read_label(path: str | os.PathLike, check_range: bool = True) -> np.ndarray:
     return lab
 
 
-def annotation_files(root: str | os.PathLike, image_id: str) -> list[Path]:
-    """The annotation files of one image, validated: one NN for all, MM = 01..NN exactly."""
+AnnotationIndex = dict[str, list[tuple[int, int, Path]]]
+
+
+def index_annotations(root: str | os.PathLike) -> AnnotationIndex:
+    """{image id: [(NN, MM, path), ...]} of every file named like an annotation (one folder scan)."""
     folder = Path(root) / ANNOTATION_DIR
     if not folder.is_dir():
         raise GPSDataError(f"{folder}: missing annotation folder")
-    found: dict[int, Path] = {}
-    counts: set[int] = set()
-    prefix = f"{image_id}_"
+    index: AnnotationIndex = {}
     for entry in os.scandir(folder):
-        name = entry.name
-        if not name.startswith(prefix):
-            continue
-        m = _ANN_RE.match(name)
-        if m is None or m.group("id") != image_id:
-            continue
-        counts.add(int(m.group("nn")))
-        found[int(m.group("mm"))] = Path(entry.path)
+        m = _ANN_RE.match(entry.name)
+        if m is not None:
+            index.setdefault(m.group("id"), []).append((int(m.group("nn")), int(m.group("mm")), Path(entry.path)))
+    return index
+
+
+def annotation_files(root: str | os.PathLike, image_id: str,
+                     index: AnnotationIndex | None = None) -> list[Path]:
+    """The annotation files of one image, validated: one NN for all, MM = 01..NN exactly.
+    `index` (from `index_annotations`) avoids scanning the folder for every image."""
+    folder = Path(root) / ANNOTATION_DIR
+    if index is None:
+        if not folder.is_dir():
+            raise GPSDataError(f"{folder}: missing annotation folder")
+        entries = []
+        prefix = f"{image_id}_"
+        for entry in os.scandir(folder):
+            if entry.name.startswith(prefix):
+                m = _ANN_RE.match(entry.name)
+                if m is not None and m.group("id") == image_id:
+                    entries.append((int(m.group("nn")), int(m.group("mm")), Path(entry.path)))
+    else:
+        entries = index.get(image_id, [])
+    found: dict[int, Path] = {mm: path for _, mm, path in entries}
+    counts: set[int] = {nn for nn, _, _ in entries}
     if not found:
         raise GPSDataError(f"{folder / (image_id + '_NN_MM.png')}: missing annotation "
                            f"(no annotation file for image {image_id!r})")
@@ -202,11 +220,11 @@ def annotation_files(root: str | os.PathLike, image_id: str) -> list[Path]:
     return [found[k] for k in range(1, nn + 1)]
 
 
-def load_sample(root: str | os.PathLike, image_id: str) -> Sample:
+def load_sample(root: str | os.PathLike, image_id: str, index: AnnotationIndex | None = None) -> Sample:
     """Read and validate one image and its annotations."""
     img_file = image_path(root, image_id)
     image = read_image(img_file)
-    files = annotation_files(root, image_id)
+    files = annotation_files(root, image_id, index)
     h, w = image.shape[:2]
     labels = np.empty((len(files), h, w), dtype=np.uint8)
     for i, f in enumerate(files):
@@ -274,6 +292,7 @@ class GPSDataset:
             raise GPSDataError(f"{self.root / IMAGE_DIR}: missing image folder (is {self.root} a GPS data set?)")
         self.ids: list[str] = read_split(self.root, split)
         self._known = set(self.ids)
+        self._index = index_annotations(self.root)
         for image_id in self.ids:
             if not image_path(self.root, image_id).is_file():
                 raise GPSDataError(f"{list_path(self.root, split)}: unknown id {image_id!r} "
@@ -283,16 +302,16 @@ class GPSDataset:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> Sample:
-        return load_sample(self.root, self.ids[index])
+        return load_sample(self.root, self.ids[index], self._index)
 
     def __iter__(self) -> Iterator[Sample]:
         for image_id in self.ids:
-            yield load_sample(self.root, image_id)
+            yield load_sample(self.root, image_id, self._index)
 
     def load(self, image_id: str) -> Sample:
         if image_id not in self._known:
             raise GPSDataError(f"{list_path(self.root, self.split)}: unknown id {image_id!r}")
-        return load_sample(self.root, image_id)
+        return load_sample(self.root, image_id, self._index)
 
     def load_nonempty(self, image_id: str) -> Sample | None:
         """The sample with empty persons removed; None (with one warning naming the image) when

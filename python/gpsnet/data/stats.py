@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from gpsnet.classes import CLASS_NAMES, NUM_CLASSES
-from gpsnet.data.layout import SPLITS, GPSDataError, annotation_files, list_path, read_label, read_split
+from gpsnet.data.layout import (SPLITS, GPSDataError, annotation_files, index_annotations, list_path, read_label,
+                                read_split)
 
 
 @dataclass
@@ -38,16 +39,18 @@ def collect(root: str | Path, splits: Sequence[str] = SPLITS) -> Stats:
     root = Path(root)
     st = Stats()
     seen: set[str] = set()
+    index = None
     for split in splits:
         if not list_path(root, split).is_file():
             continue
         ids = read_split(root, split)
+        index = index_annotations(root) if index is None else index
         st.splits[split] = len(ids)
         for image_id in ids:
             if image_id in seen:
                 continue
             seen.add(image_id)
-            files = annotation_files(root, image_id)
+            files = annotation_files(root, image_id, index)
             st.images += 1
             st.persons += len(files)
             st.persons_per_image[len(files)] += 1
