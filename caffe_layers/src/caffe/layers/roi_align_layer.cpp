@@ -1,0 +1,139 @@
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "caffe/layers/roi_align_layer.hpp"
+#include "caffe/util/math_functions.hpp"
+#include "caffe/util/roi_align_util.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+int CheckRoIsShape(const Blob<Dtype>& rois, int columns, const std::string& layer_name,
+                   const std::string& what) {
+  CHECK_GE(rois.num_axes(), 2) << "layer " << layer_name << ": " << what << " must be R x "
+      << columns << ", got shape " << rois.shape_string();
+  CHECK_EQ(rois.count(1), columns) << "layer " << layer_name << ": " << what << " must be R x "
+      << columns << ", got shape " << rois.shape_string();
+  return rois.shape(0);
+}
+
+template <typename Dtype>
+void CheckRoIsBatchIndex(const Blob<Dtype>& rois, int num_images, const std::string& layer_name) {
+  const int n = rois.shape(0);
+  if (n == 0) return;
+  const Dtype* r = rois.cpu_data();
+  for (int i = 0; i < n; ++i) {
+    const Dtype b = r[5 * i];
+    CHECK(b >= 0 && b < num_images && std::floor(b) == b) << "layer " << layer_name
+        << ": roi " << i << " has batch index " << b << ", outside [0, " << num_images
+        << ") of the features' batch";
+  }
+}
+
+template int CheckRoIsShape(const Blob<float>&, int, const std::string&, const std::string&);
+template int CheckRoIsShape(const Blob<double>&, int, const std::string&, const std::string&);
+template void CheckRoIsBatchIndex(const Blob<float>&, int, const std::string&);
+template void CheckRoIsBatchIndex(const Blob<double>&, int, const std::string&);
+
+template <typename Dtype>
+void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width,
+    int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* top) {
+  for (int n = 0; n < num_rois; ++n) {
+    const Dtype* roi = rois + 5 * n;
+    const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
+        Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
+    const Dtype* image = bottom + static_cast<int>(roi[0]) * channels * height * width;
+    for (int ch = 0; ch < channels; ++ch) {
+      const Dtype* plane = image + ch * height * width;
+      Dtype* out = top + (n * channels + ch) * c.pooled_h * c.pooled_w;
+      for (int ph = 0; ph < c.pooled_h; ++ph) {
+        for (int pw = 0; pw < c.pooled_w; ++pw) {
+          out[ph * c.pooled_w + pw] = roi_util::roi_align_bin(plane, height, width, g, ph, pw);
+        }
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void RoIAlignBackwardCPU(const Dtype* top_diff, int channels, int height, int width,
+    int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* bottom_diff) {
+  for (int n = 0; n < num_rois; ++n) {
+    const Dtype* roi = rois + 5 * n;
+    const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
+        Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
+    Dtype* image = bottom_diff + static_cast<int>(roi[0]) * channels * height * width;
+    for (int ch = 0; ch < channels; ++ch) {
+      Dtype* plane = image + ch * height * width;
+      const Dtype* tdiff = top_diff + (n * channels + ch) * c.pooled_h * c.pooled_w;
+      for (int ph = 0; ph < c.pooled_h; ++ph) {
+        for (int pw = 0; pw < c.pooled_w; ++pw) {
+          roi_util::roi_align_bin_backward(plane, height, width, g, ph, pw,
+              tdiff[ph * c.pooled_w + pw], roi_util::HostAdder());
+        }
+      }
+    }
+  }
+}
+
+template void RoIAlignForwardCPU(const float*, int, int, int, int, const float*,
+    const RoIAlignConfig&, float*);
+template void RoIAlignForwardCPU(const double*, int, int, int, int, const double*,
+    const RoIAlignConfig&, double*);
+template void RoIAlignBackwardCPU(const float*, int, int, int, int, const float*,
+    const RoIAlignConfig&, float*);
+template void RoIAlignBackwardCPU(const double*, int, int, int, int, const double*,
+    const RoIAlignConfig&, double*);
+
+template <typename Dtype>
+void RoIAlignLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  config_ = MakeRoIAlignConfig(this->layer_param_.roi_align_param(), this->layer_param_.name());
+}
+
+template <typename Dtype>
+void RoIAlignLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const std::string& name = this->layer_param_.name();
+  CHECK_EQ(bottom[0]->num_axes(), 4) << "layer " << name
+      << ": features must be N x C x H x W, got " << bottom[0]->shape_string();
+  const int num_rois = CheckRoIsShape(*bottom[1], 5, name, "rois");
+  vector<int> shape(4);
+  shape[0] = num_rois;
+  shape[1] = bottom[0]->shape(1);
+  shape[2] = config_.pooled_h;
+  shape[3] = config_.pooled_w;
+  top[0]->Reshape(shape);
+}
+
+template <typename Dtype>
+void RoIAlignLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const int num_rois = bottom[1]->shape(0);
+  CheckRoIsBatchIndex(*bottom[1], bottom[0]->shape(0), this->layer_param_.name());
+  if (num_rois == 0) return;
+  RoIAlignForwardCPU(bottom[0]->cpu_data(), bottom[0]->shape(1), bottom[0]->shape(2),
+      bottom[0]->shape(3), num_rois, bottom[1]->cpu_data(), config_, top[0]->mutable_cpu_data());
+}
+
+template <typename Dtype>
+void RoIAlignLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  if (!propagate_down[0]) return;
+  caffe_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_cpu_diff());
+  const int num_rois = bottom[1]->shape(0);
+  if (num_rois == 0) return;
+  RoIAlignBackwardCPU(top[0]->cpu_diff(), bottom[0]->shape(1), bottom[0]->shape(2),
+      bottom[0]->shape(3), num_rois, bottom[1]->cpu_data(), config_,
+      bottom[0]->mutable_cpu_diff());
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(RoIAlignLayer);
+#endif
+
+INSTANTIATE_CLASS(RoIAlignLayer);
+REGISTER_LAYER_CLASS(RoIAlign);
+
+}  // namespace caffe
