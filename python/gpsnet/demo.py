@@ -16,12 +16,12 @@ from gpsnet.nets.builder import VARIANTS
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=400, help="training iterations (default 400)")
+    ap.add_argument("--iters", type=int, default=1000, help="training iterations (default 1000)")
     ap.add_argument("--num", type=int, default=150, help="synthetic images (default 150, split 3:1:1)")
     ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
-    ap.add_argument("--lr", type=float, default=0.01,
-                    help="base lr (default 0.01: from random init the paper's 0.001 is too slow "
-                         "for a few hundred iterations)")
+    ap.add_argument("--lr", type=float, default=0.003,
+                    help="base lr (default 0.003: from random init the paper's 0.001 is slow for "
+                         "a short run; 0.01 diverges)")
     ap.add_argument("--data", type=Path, help="use this data set instead of the synthetic one")
     ap.add_argument("--out", type=Path, default=Path("out/demo"))
     ap.add_argument("--overlays", type=int, default=12, help="overlays of the first N test images")

@@ -111,6 +111,14 @@ def fast_forward(net: Any, iters: int) -> None:
                 pf.next()
 
 
+def close_net(net: Any) -> None:
+    """Stop the data layer's prefetch thread now (not during interpreter teardown)."""
+    for i in range(len(net.layers)):
+        pf = getattr(net.layers[i], "prefetcher", None)
+        if pf is not None:
+            pf.close()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
@@ -188,6 +196,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             for k in loss_names:
                 row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])
             row["total"] = sum(row[k] for k in loss_names)
+            if not math.isfinite(row["total"]):
+                raise ValueError(f"iteration {it}: the loss is not finite ({row}); lower --lr")
             log.write(json.dumps(row) + "\n")
             log.flush()
             last = row
@@ -199,6 +209,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     solver.snapshot()
     model = Path(f"{prefix}_iter_{solver.iter}.caffemodel")
     plot_log(log_path, out / "loss.png")
+    close_net(solver.net)
+    del solver
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
     return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root}
 

@@ -119,12 +119,16 @@ def _pool(n, name: str, bottom, stride: int):
 
 
 def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = ""):
-    """DeepLab-v2 VGG-16: pool4 / pool5 stride 1, conv5 dilation 2. Returns (conv5_3, pool5)."""
+    """DeepLab-v2 VGG-16: pool4 / pool5 stride 1, conv5 dilation 2. Returns (conv5_3, pool5).
+
+    Random init: MSRA, except conv1_1 (gaussian, std 0.003) whose input is mean-subtracted pixels
+    (std ~60): its outputs start at unit scale, so training from scratch does not diverge."""
     x = data
     blocks = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
     for block, ch, reps in blocks:
         for r in range(1, reps + 1):
-            x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=2 if block == 5 else 1)
+            x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=2 if block == 5 else 1,
+                      std=0.003 if (block, r) == (1, 1) else None)
         conv = x
         x = _pool(n, f"{prefix}pool{block}", x, stride=2 if block <= 3 else 1)
     return conv, x
