@@ -417,9 +417,9 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
             d = variant_dir(out, variant, small)
             files[d / "train.prototxt"] = net_text(variant, cfg, True)
             files[d / "test.prototxt"] = net_text(variant, cfg, False)
-            files[d / "solver.prototxt"] = solver_text(
-                str(d / "train.prototxt"), str(Path("snapshots") / ("small" if small else "") / variant
-                                               / variant).replace("//", "/"))
+            rel = variant_dir(Path("prototxt"), variant, small)   # paths from the repository root
+            snap = Path("snapshots") / ("small" if small else ".") / variant / variant
+            files[d / "solver.prototxt"] = solver_text(str(rel / "train.prototxt"), str(snap).replace("/./", "/"))
             files[d / "config.json"] = json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n"
     return files
 
