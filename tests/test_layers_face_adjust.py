@@ -215,3 +215,29 @@ nets.layer_net({layer!r}, {shapes!r}, {tops}, {field!r}, {params!r})
 """], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_adjusted_roi_align_and_adjust_back_zero_rois():
+    feats = np.ones((1, 2, 4, 4), np.float32)
+    net = nets.layer_net("AdjustedRoIAlign", [feats.shape, (1, 5), (1, 6)], 2,
+                         "adjusted_roi_align_param", dict(pooled_h=3, pooled_w=3))
+    (top, adj), (grad, _, _) = nets.run_layer(net, [feats, np.zeros((0, 5)), np.zeros((0, 6))],
+                                              [None, None])
+    assert top.shape == (0, 2, 3, 3) and adj.shape == (0, 5)
+    assert not grad.any()
+    net = nets.layer_net("AdjustBack", [(1, 2, 3, 3), (1, 5), (1, 5)], 1)
+    (top,), _ = nets.run_layer(net, [np.zeros((0, 2, 3, 3)), np.zeros((0, 5)), np.zeros((0, 5))],
+                               [None])
+    assert top.shape == (0, 2, 3, 3)
+
+
+def test_rois_are_not_differentiable():
+    """force_backward gives the features a diff but never the rois or faces."""
+    feats = np.ones((1, 2, 4, 4), np.float32)
+    rois = np.array([[0, 0, 0, 3, 3]], np.float32)
+    faces = np.array([[0, 1, 0, 2, 1, 1]], np.float32)
+    net = nets.layer_net("AdjustedRoIAlign", [feats.shape, rois.shape, faces.shape], 2,
+                         "adjusted_roi_align_param", dict(pooled_h=2, pooled_w=2))
+    _, (grad, grois, gfaces) = nets.run_layer(net, [feats, rois, faces],
+                                              [np.ones((1, 2, 2, 2)), None])
+    assert grad.any() and not grois.any() and not gfaces.any()
