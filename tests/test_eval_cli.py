@@ -135,6 +135,7 @@ def test_gt_as_predictions_gives_one_and_perturbed_copies_less(data: Path, tmp_p
     assert small["mIoU"] < 1.0 and small["PCP"] < 1.0
 
 
+@pytest.mark.filterwarnings("ignore:.*no global_seg")
 def test_missing_image_counts_as_no_prediction(data: Path, tmp_path: Path) -> None:
     gt_dir = write_gt_as_predictions(data, "val", tmp_path / "gt")
     lines = (gt_dir / "results.txt").read_text().splitlines()
