@@ -1,6 +1,7 @@
 #ifndef CAFFE_ADJUSTED_ROI_ALIGN_LAYER_HPP_
 #define CAFFE_ADJUSTED_ROI_ALIGN_LAYER_HPP_
 
+#include <string>
 #include <vector>
 
 #include "caffe/blob.hpp"
@@ -20,6 +21,10 @@ template <typename Dtype>
 void AdjustRoIsGPU(int num_rois, const Dtype* rois, const Dtype* faces, Dtype face_x,
                    Dtype face_y, Dtype* adjusted);
 #endif
+
+/// CHECKs that every valid row of an R x 6 major-faces blob has finite coordinates.
+template <typename Dtype>
+void CheckMajorFaces(const Blob<Dtype>& faces, const std::string& layer_name);
 
 /**
  * @brief GPSNet's adjusted RoIAlign (paper section 4.1): each person RoI is padded (only

@@ -40,7 +40,8 @@ template <typename Dtype>
 int CheckRoIsShape(const Blob<Dtype>& rois, int columns, const std::string& layer_name,
                    const std::string& what);
 
-/// CHECKs that every batch index of an R x 5 rois blob is an integer in [0, num_images).
+/// CHECKs that every batch index of an R x 5 rois blob is an integer in [0, num_images)
+/// and that every coordinate is finite (a NaN would make the sampling grid undefined).
 template <typename Dtype>
 void CheckRoIsBatchIndex(const Blob<Dtype>& rois, int num_images, const std::string& layer_name);
 

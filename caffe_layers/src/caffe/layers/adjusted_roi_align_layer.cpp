@@ -1,3 +1,4 @@
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,23 @@ void AdjustRoIsCPU(int num_rois, const Dtype* rois, const Dtype* faces, Dtype fa
   }
 }
 
+template <typename Dtype>
+void CheckMajorFaces(const Blob<Dtype>& faces, const std::string& layer_name) {
+  const int n = faces.shape(0);
+  if (n == 0) return;
+  const Dtype* f = faces.cpu_data();
+  for (int i = 0; i < n; ++i) {
+    if (f[6 * i + 5] == Dtype(0)) continue;
+    for (int k = 1; k < 5; ++k) {
+      CHECK(std::isfinite(static_cast<double>(f[6 * i + k]))) << "layer " << layer_name
+          << ": major face " << i << " is valid but has a non-finite coordinate "
+          << f[6 * i + k];
+    }
+  }
+}
+
+template void CheckMajorFaces(const Blob<float>&, const std::string&);
+template void CheckMajorFaces(const Blob<double>&, const std::string&);
 template void AdjustRoIsCPU(int, const float*, const float*, float, float, float*);
 template void AdjustRoIsCPU(int, const double*, const double*, double, double, double*);
 
@@ -60,6 +78,7 @@ void AdjustedRoIAlignLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& botto
     const vector<Blob<Dtype>*>& top) {
   const int num_rois = bottom[1]->shape(0);
   CheckRoIsBatchIndex(*bottom[1], bottom[0]->shape(0), this->layer_param_.name());
+  CheckMajorFaces(*bottom[2], this->layer_param_.name());
   if (num_rois == 0) return;
   AdjustRoIsCPU(num_rois, bottom[1]->cpu_data(), bottom[2]->cpu_data(), face_x_, face_y_,
                 top[1]->mutable_cpu_data());

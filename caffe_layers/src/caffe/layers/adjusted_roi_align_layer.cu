@@ -36,6 +36,7 @@ void AdjustedRoIAlignLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& botto
     const vector<Blob<Dtype>*>& top) {
   const int num_rois = bottom[1]->shape(0);
   CheckRoIsBatchIndex(*bottom[1], bottom[0]->shape(0), this->layer_param_.name());
+  CheckMajorFaces(*bottom[2], this->layer_param_.name());
   if (num_rois == 0) return;
   AdjustRoIsGPU(num_rois, bottom[1]->gpu_data(), bottom[2]->gpu_data(), face_x_, face_y_,
                 top[1]->mutable_gpu_data());

@@ -28,6 +28,10 @@ void CheckRoIsBatchIndex(const Blob<Dtype>& rois, int num_images, const std::str
     CHECK(b >= 0 && b < num_images && std::floor(b) == b) << "layer " << layer_name
         << ": roi " << i << " has batch index " << b << ", outside [0, " << num_images
         << ") of the features' batch";
+    for (int k = 1; k < 5; ++k) {
+      CHECK(std::isfinite(static_cast<double>(r[5 * i + k]))) << "layer " << layer_name
+          << ": roi " << i << " has a non-finite coordinate " << r[5 * i + k];
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -348,6 +349,25 @@ TEST_F(AdjustedRoIAlignLayerDeathTest, TestBadParams) {
 TEST_F(AdjustedRoIAlignLayerDeathTest, TestFacesRowMismatch) {
   LayerParameter p;
   EXPECT_DEATH(Run(p, 3), "one row per roi");
+}
+
+TEST_F(AdjustedRoIAlignLayerDeathTest, TestNonFiniteFace) {
+  Blob<float> features(Shape(1, 1, 4, 4)), rois(Shape(1, 5)), faces(Shape(1, 6));
+  Blob<float> top, adjusted;
+  caffe_set(rois.count(), 1.f, rois.mutable_cpu_data());
+  rois.mutable_cpu_data()[0] = 0;
+  caffe_set(faces.count(), 1.f, faces.mutable_cpu_data());
+  faces.mutable_cpu_data()[2] = std::numeric_limits<float>::infinity();
+  vector<Blob<float>*> bottom, tops;
+  bottom.push_back(&features); bottom.push_back(&rois); bottom.push_back(&faces);
+  tops.push_back(&top); tops.push_back(&adjusted);
+  LayerParameter p;
+  AdjustedRoIAlignLayer<float> layer(p);
+  layer.SetUp(bottom, tops);
+  EXPECT_DEATH(layer.Forward(bottom, tops), "major face 0 is valid but has a non-finite");
+  faces.mutable_cpu_data()[5] = 0;  // an invalid row is never read
+  layer.Forward(bottom, tops);
+  EXPECT_EQ(adjusted.cpu_data()[2], 1.f);
 }
 
 }  // namespace caffe

@@ -1,3 +1,4 @@
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -257,6 +258,9 @@ TEST_F(RoIAlignLayerDeathTest, TestBadRoIs) {
   EXPECT_DEATH(Run(p, rois), "batch index 2, outside \\[0, 2\\)");
   rois.mutable_cpu_data()[0] = -1;
   EXPECT_DEATH(Run(p, rois), "batch index -1");
+  rois.mutable_cpu_data()[0] = 0;
+  rois.mutable_cpu_data()[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_DEATH(Run(p, rois), "roi 0 has a non-finite coordinate");
 }
 
 }  // namespace caffe
