@@ -2,6 +2,7 @@
 parameters are compiled in, and a Python layer runs inside a net."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,9 @@ layer { name: "r" type: "DummyData" top: "rois"
 layer { name: "a" type: "RoIAlign" bottom: "x" bottom: "rois" top: "y"
         roi_align_param { pooled_h: 2 pooled_w: 2 } }
 ''')
+    env = dict(os.environ, GLOG_logtostderr="1")
     out = subprocess.run([str(caffe_bin), "time", "-model", str(net_txt), "-iterations", "2"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Average Forward pass" in out.stderr
 
@@ -106,3 +108,16 @@ def test_fetch_caffe_is_cached_and_verified():
     assert "already at" in out.stdout
     assert "e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c" in out.stdout \
         or "99bd99795dcdf0b1d3086a8d67ab1782a8a08383" in out.stdout
+
+
+def test_bench_layers_gpu_smoke_on_cpu():
+    """The caffe-time benchmark (used on GPU machines without pycaffe) runs its small case here."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_layers_gpu"), "--caffe",
+                          str(Path(sys.executable).parent / "caffe"), "--small", "--iters", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for layer in ("RoIAlign", "AdjustedRoIAlign", "AdjustBack", "FaceMajoritySelect"):
+        rows = [l for l in out.stdout.splitlines() if f"caffe {layer} " in l]
+        assert len(rows) == 2, out.stdout  # sampling_ratio 2 and 0
+        fwd = float(rows[0].split()[-3])
+        assert fwd == fwd and fwd >= 0  # a number, not NaN
