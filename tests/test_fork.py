@@ -86,7 +86,7 @@ layer { name: "r" type: "DummyData" top: "rois"
 layer { name: "a" type: "RoIAlign" bottom: "x" bottom: "rois" top: "y"
         roi_align_param { pooled_h: 2 pooled_w: 2 } }
 ''')
-    env = dict(os.environ, GLOG_logtostderr="1")
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     out = subprocess.run([str(caffe_bin), "time", "-model", str(net_txt), "-iterations", "2"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
