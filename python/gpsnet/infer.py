@@ -94,7 +94,9 @@ class Predictor:
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - MEAN_BGR
         self.net.blobs["data"].data[...] = canvas.transpose(2, 0, 1)[None]
         self.net.blobs["im_info"].data[...] = [[rh, rw, scale]]
-        self.net.forward()
+        # _forward: net.forward() would read every output blob, and reading a zero-count blob
+        # (no detected face) aborts pycaffe.
+        self.net._forward(0, len(self.net.layers) - 1)
         b = self.net.blobs
         rois = b["person_rois"].data.reshape(-1, 5).copy()
         scores = b["person_scores"].data.reshape(-1).copy()
