@@ -132,6 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
     ap.add_argument("--lr", type=float, help="base learning rate (default 0.001, the paper's)")
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default="SGD",
+                    help="SGD (the paper's, default) or Adam (short runs from random init, e.g. the demo)")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=0)
@@ -159,14 +161,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     prefix = (out / "snapshots" / args.variant).resolve()
     solver_path = out / "solver.prototxt"
     solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
-                                       snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr))
+                                       snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr,
+                                       solver_type=args.solver))
     if args.gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
-    solver = caffe.SGDSolver(str(solver_path))
+    solver = caffe.get_solver(str(solver_path))
     if args.weights:
         solver.net.copy_from(args.weights)
     start = 0

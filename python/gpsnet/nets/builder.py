@@ -386,11 +386,16 @@ random_seed: {seed}
 
 
 def solver_text(train_net: str, snapshot_prefix: str, max_iter: int = 100000, snapshot: int = 10000,
-                seed: int = 0, base_lr: float | None = None) -> str:
+                seed: int = 0, base_lr: float | None = None, solver_type: str = "SGD") -> str:
+    """The paper's solver; ``solver_type="Adam"`` (momentum2 0.999) is for short runs from scratch."""
     text = SOLVER_TEMPLATE.format(train_net=train_net, snapshot_prefix=snapshot_prefix,
                                   max_iter=max_iter, snapshot=snapshot, seed=seed)
     if base_lr is not None:
         text = text.replace("base_lr: 0.001", f"base_lr: {base_lr:g}")
+    if solver_type != "SGD":
+        if solver_type != "Adam":
+            raise ValueError(f"solver type {solver_type!r}: SGD or Adam")
+        text += 'type: "Adam"\nmomentum2: 0.999\n'
     return text
 
 
