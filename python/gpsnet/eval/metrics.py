@@ -180,11 +180,16 @@ def _as_stack(maps: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 3:
         raise EvalInputError(f"{what}: expected an (N, H, W) stack of label maps, got shape {arr.shape}")
+    return np.ascontiguousarray(as_label_uint8(arr, what))
+
+
+def as_label_uint8(arr: np.ndarray, what: str, error: type[ValueError] = EvalInputError) -> np.ndarray:
+    """``arr`` as uint8 label values; ``error`` naming ``what`` when a value is outside 0..255."""
     if arr.dtype != np.uint8:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise EvalInputError(f"{what}: label values outside 0..255")
+            raise error(f"{what}: label values outside 0..255")
         arr = arr.astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 # ----------------------------------------------------------------------------- AP^p

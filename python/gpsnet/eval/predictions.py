@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
+from gpsnet.eval.metrics import as_label_uint8
 
 RESULTS_FILE = "results.txt"
 PERSONS_DIR = "persons"
@@ -54,10 +55,7 @@ def _write_png(path: Path, label: np.ndarray, what: str) -> None:
     label = np.asarray(label)
     if label.ndim != 2:
         raise PredictionsError(f"{path}: {what} must be an H x W label map, got shape {label.shape}")
-    if label.dtype != np.uint8:
-        if label.size and (label.min() < 0 or label.max() > 255):
-            raise PredictionsError(f"{path}: {what} values outside 0..255")
-        label = label.astype(np.uint8)
+    label = as_label_uint8(label, f"{path}: {what}", PredictionsError)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(label), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise PredictionsError(f"{path}: PNG encoding failed")
