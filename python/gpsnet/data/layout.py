@@ -119,15 +119,20 @@ def _check_png_complete(path: Path, data: bytes) -> None:
         raise GPSDataError(f"{path}: truncated PNG (no IEND chunk at the end)")
 
 
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes; GPSDataError naming the file when it is missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise GPSDataError(f"{path}: missing {what}") from None
+    except OSError as err:
+        raise GPSDataError(f"{path}: unreadable {what} ({err})") from None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A colour image as uint8 H x W x 3 BGR; GPSDataError for a missing, truncated or corrupt file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise GPSDataError(f"{path}: missing image") from None
-    except OSError as err:
-        raise GPSDataError(f"{path}: unreadable image ({err})") from None
+    data = _read_bytes(path, "image")
     if path.suffix.lower() in (".jpg", ".jpeg"):
         _check_jpeg_complete(path, data)
     elif path.suffix.lower() == ".png":
@@ -141,12 +146,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_label(path: str | os.PathLike, check_range: bool = True) -> np.ndarray:
     """An 8-bit label PNG as uint8 H x W (a 3-channel file with equal channels is accepted)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise GPSDataError(f"{path}: missing annotation") from None
-    except OSError as err:
-        raise GPSDataError(f"{path}: unreadable annotation ({err})") from None
+    data = _read_bytes(path, "annotation")
     _check_png_complete(path, data)
     lab = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if lab is None:
