@@ -11,9 +11,18 @@ from gpsnet.classes import CLASS_ID
 from gpsnet.data.batch import DEEPLAB_MEAN_BGR, TOP_NAMES, BatchParams, BatchPrefetcher, make_batch
 from gpsnet.data.layout import GPSDataset, annotation_path, load_sample, mask_box, write_sample, write_split
 from gpsnet.data.synthetic import generate_dataset
+from gpsnet.geometry import from_net
 
 C = CLASS_ID
 S = 65  # 8 * 8 + 1
+
+
+
+def boxes_in_image(rows: np.ndarray) -> np.ndarray:
+    """Data-layer box rows (batch, net coordinates) with the boxes in image coordinates."""
+    out = np.array(rows, np.float64)
+    out[:, 1:] = from_net(out[:, 1:])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +77,7 @@ def test_shapes_and_consistency(synth: Path) -> None:
             h, w = b["im_info"][bi, :2].astype(int)
             m = b["gt_masks"][g, 0]
             assert (m[h:] == 255).all() and (m[:, w:] == 255).all()
-            np.testing.assert_array_equal(b["gt_persons"][g, 1:], mask_box(m[:h, :w] != 0))
+            np.testing.assert_array_equal(from_net(b["gt_persons"][g, 1:]), mask_box(m[:h, :w] != 0))
         for f in b["gt_faces"]:
             assert f[3] > f[1] and f[4] > f[2]
 
@@ -82,9 +91,9 @@ def test_mean_padding_and_no_augmentation(tiny: Path) -> None:
     np.testing.assert_allclose(restored, s.image, atol=1e-3)
     assert (b["data"][0, :, 40:] == 0).all() and (b["data"][0, :, :, 60:] == 0).all()
     np.testing.assert_array_equal(b["label"][0, 0, :40, :60], s.global_label)
-    np.testing.assert_array_equal(b["gt_persons"], [[0, 2, 5, 20, 35], [0, 30, 10, 55, 40],
+    np.testing.assert_array_equal(boxes_in_image(b["gt_persons"]), [[0, 2, 5, 20, 35], [0, 30, 10, 55, 40],
                                                     [1, 2, 5, 20, 35], [1, 30, 10, 55, 40]])
-    np.testing.assert_array_equal(b["gt_faces"], [[0, 8, 5, 14, 10], [1, 8, 5, 14, 10]])
+    np.testing.assert_array_equal(boxes_in_image(b["gt_faces"]), [[0, 8, 5, 14, 10], [1, 8, 5, 14, 10]])
     np.testing.assert_array_equal(b["gt_masks"][1, 0, :40, :60], s.person_labels[1])
 
 
@@ -97,13 +106,13 @@ def test_flip_swaps_left_right(tiny: Path) -> None:
         lab = b["label"][0, 0, :40, :60]
         if lab[25, 3] == C["left-arm"]:
             plain += 1
-            np.testing.assert_array_equal(b["gt_persons"][:, 1:], [[2, 5, 20, 35], [30, 10, 55, 40]])
+            np.testing.assert_array_equal(from_net(b["gt_persons"][:, 1:]), [[2, 5, 20, 35], [30, 10, 55, 40]])
         else:
             flipped += 1
             assert lab[25, 59 - 3] == C["right-arm"] and lab[25, 59 - 40] == C["left-leg"]
             assert not (lab == C["left-arm"]).any() and not (lab == C["right-leg"]).any()
-            np.testing.assert_array_equal(b["gt_persons"][:, 1:], [[40, 5, 58, 35], [5, 10, 30, 40]])  # MM order kept
-            np.testing.assert_array_equal(b["gt_faces"][0, 1:], [60 - 14, 5, 60 - 8, 10])
+            np.testing.assert_array_equal(from_net(b["gt_persons"][:, 1:]), [[40, 5, 58, 35], [5, 10, 30, 40]])  # MM order kept
+            np.testing.assert_array_equal(from_net(b["gt_faces"][0, 1:]), [60 - 14, 5, 60 - 8, 10])
             img = b["data"][0, :, :40, :60].transpose(1, 2, 0) + np.array(DEEPLAB_MEAN_BGR, np.float32)
             np.testing.assert_allclose(img, s.image[:, ::-1], atol=1e-3)
     assert flipped > 0 and plain > 0
@@ -116,7 +125,7 @@ def test_scaling_and_crop(tiny: Path) -> None:
         b = make_batch([s], p, np.random.default_rng(seed))
         np.testing.assert_array_equal(b["im_info"][0], [65, 65, 2])
         assert 1 <= b["gt_persons"].shape[0] <= 2
-        assert (b["gt_persons"][:, 1:] >= 0).all() and (b["gt_persons"][:, 1:] <= S).all()
+        assert (from_net(b["gt_persons"][:, 1:]) >= 0).all() and (from_net(b["gt_persons"][:, 1:]) <= S).all()
     # a large image is first fitted into the canvas
     big = cv2.resize(s.image, (600, 400))
     write_sample(tiny, "big", big, [cv2.resize(lab, (600, 400), interpolation=cv2.INTER_NEAREST)

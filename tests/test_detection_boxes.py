@@ -47,8 +47,9 @@ def test_transform_inv_multiclass_and_empty():
 
 
 def test_clip_and_filter():
+    # net coordinates (gpsnet.geometry): the image [0, 20] x [0, 6] is [-0.5, 19.5] x [-0.5, 5.5]
     c = clip_boxes(np.array([[-5, -5, 30, 8.], [2, 3, 4, 5]]), height=6, width=20)
-    np.testing.assert_allclose(c, [[0, 0, 20, 6], [2, 3, 4, 5]])
+    np.testing.assert_allclose(c, [[-0.5, -0.5, 19.5, 5.5], [2, 3, 4, 5]])
     assert list(filter_small_boxes(np.array([[0, 0, 3, 10.], [0, 0, 4, 4]]), 4)) == [1]
 
 
@@ -68,4 +69,5 @@ def test_anchors():
     all_a = shifted_anchors(base, 2, 3, 8)
     assert all_a.shape == (12, 4)
     # order (y, x, a): index (y=1, x=2, a=1) = (1 * 3 + 2) * 2 + 1
-    np.testing.assert_allclose(all_a[11], [16.5 - 4, 8.5 - 16, 16.5 + 4, 8.5 + 16])
+    # centred on the pixel of the cell: index (16, 8) in net coordinates (gpsnet.geometry)
+    np.testing.assert_allclose(all_a[11], [16 - 4, 8 - 16, 16 + 4, 8 + 16])

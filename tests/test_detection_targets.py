@@ -15,7 +15,7 @@ def _anchors():
 
 def test_anchor_targets_labels_and_targets():
     anchors = _anchors()
-    gt = np.array([[20.5, 10.5, 36.5, 42.5]])            # a 16 x 32 box = the ratio-2 size-~22 anchor
+    gt = np.array([[20.0, 10.0, 36.0, 42.0]])            # a 16 x 32 box = the ratio-2 size-~22 anchor
     cfg = AnchorTargetConfig(batch_size=64, fg_fraction=0.5)
     labels, targets, inside = anchor_targets(anchors, gt, 65, 65, cfg, np.random.default_rng(0))
     fg = np.where(labels == 1)[0]
@@ -115,7 +115,8 @@ def test_mask_targets_crop_nearest_and_outside():
     masks[0, 0, 2, 2] = 11
     masks[1, 0, :, :] = 7
     masks[:, :, :, 7] = 255                            # padding column
-    rois = np.array([[0, 2, 2, 6, 6], [0, 6, 6, 10, 10]], float)
+    # net coordinates (gpsnet.geometry): the tight box of pixels 2..5 is [1.5, 5.5]
+    rois = np.array([[0, 1.5, 1.5, 5.5, 5.5], [0, 5.5, 5.5, 9.5, 9.5]], float)
     out = mask_targets(rois, np.array([0, 1]), masks, 4)
     expect0 = np.full((4, 4), 4)
     expect0[0, 0] = 11
@@ -123,7 +124,7 @@ def test_mask_targets_crop_nearest_and_outside():
     # second roi: pixels 6..9: col 7 is padding (255), cols/rows 8, 9 outside the canvas (255)
     np.testing.assert_array_equal(out[1], [[7, 255, 255, 255]] * 2 + [[255] * 4] * 2)
     # P larger than the box: nearest sampling repeats pixels
-    out = mask_targets(np.array([[0, 2, 2, 4, 4]], float), np.array([0]), masks, 4)
+    out = mask_targets(np.array([[0, 1.5, 1.5, 3.5, 3.5]], float), np.array([0]), masks, 4)
     np.testing.assert_array_equal(out[0], [[11, 11, 4, 4], [11, 11, 4, 4], [4, 4, 4, 4], [4, 4, 4, 4]])
     b = mask_targets(rois, np.array([0, 1]), masks, 4, binary=True)
     assert set(np.unique(b)) == {1, 255} and (b[0] == 1).all()

@@ -66,7 +66,7 @@ def test_anchor_target_and_proposal_layers():
     assert (rois[:, 0] == 0).sum() <= 7 and net.blobs["scores"].data.shape == (rois.shape[0],)
     # zero deltas: the proposals are (clipped) anchors
     for r in rois[rois[:, 0] == 0, 1:]:
-        clipped = np.clip(anchors, 0, 65)
+        clipped = np.clip(anchors, -0.5, 64.5)
         assert np.abs(clipped - r).max(axis=1).min() < 1e-4
 
 

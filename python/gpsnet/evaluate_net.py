@@ -10,10 +10,62 @@ import json
 import sys
 from pathlib import Path
 
-from gpsnet.infer import add_common_args, iter_images, make_predictor, run
+from typing import Any
+
+import numpy as np
+
+from gpsnet.infer import Predictor, add_common_args, iter_images, make_predictor, run
 
 LABELS = {"ad_fuse": "Ad. Fuse (GPSNet)", "fuse": "Fuse", "ad_loc": "Ad. Loc.", "loc": "Loc.",
           "det_par": "Det.+Par.", "ins_glo": "Ins.+Glo."}
+
+
+def box_recall(pred_boxes: np.ndarray, gt_boxes: np.ndarray, iou: float = 0.5) -> tuple[int, int]:
+    """(ground-truth boxes with a predicted box of IoU >= ``iou``, ground-truth boxes)."""
+    from gpsnet.detection.boxes import bbox_overlaps
+    gt = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    pred = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+    if gt.shape[0] == 0 or pred.shape[0] == 0:
+        return 0, int(gt.shape[0])
+    return int((bbox_overlaps(gt, pred).max(axis=1) >= iou).sum()), int(gt.shape[0])
+
+
+ORACLES: tuple[str, ...] = ("boxes", "faces")
+
+
+def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str = "val",
+                       limit: int = 0, oracle: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parse the images of a split with ``predictor`` and evaluate in memory (nothing written).
+
+    The result has the keys of ``gpsnet.eval.evaluate_folder`` (without curves) and
+    ``box_recall``: the share of ground-truth persons with a detected box of IoU >= 0.5.
+    ``oracle``: "boxes" replaces the detected persons by the ground-truth boxes, "faces" the
+    detected faces by the ground-truth faces."""
+    from gpsnet.data.layout import GPSDataset
+    from gpsnet.eval.metrics import GlobalAccumulator, InstanceAccumulator
+    dataset = GPSDataset(data_root, split)
+    ids = dataset.ids[:limit] if limit else dataset.ids
+    inst, glob = InstanceAccumulator(), GlobalAccumulator()
+    hit = total = 0
+    for image_id in ids:
+        sample = dataset.load(image_id)
+        nonempty = sample.person_labels.reshape(sample.num_persons, -1).any(axis=1)
+        pred = predictor.predict(
+            sample.image,
+            person_boxes=sample.person_boxes[nonempty] if "boxes" in oracle else None,
+            face_boxes=sample.face_boxes[sample.has_face] if "faces" in oracle else None)
+        shape = sample.image.shape[:2]
+        masks = np.stack(pred.masks) if pred.masks else np.zeros((0,) + shape, np.uint8)
+        inst.add(pred.scores, masks, sample.person_labels)
+        if pred.global_seg is not None:
+            glob.add(pred.global_seg, sample.global_label)
+        h, t = box_recall(pred.boxes, sample.person_boxes[nonempty])
+        hit, total = hit + h, total + t
+    res: dict[str, Any] = {"data": str(data_root), "split": split}
+    res.update(inst.summary())
+    res["mIoU"] = glob.summary()["mIoU"] if glob.num_images else None
+    res["box_recall"] = hit / total if total else float("nan")
+    return res
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -21,7 +73,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     predictor = make_predictor(args)
     pred_dir = args.out / "predictions"
     n = run(predictor, iter_images(args), pred_dir,
-            args.out / "overlays" if args.overlays else None, max_overlays=args.overlays)
+            args.out / "overlays" if args.overlays else None, max_overlays=args.overlays,
+            data_root=args.data)
     results = evaluate_folder(pred_dir, args.data, args.split)
     print(f"{n} image(s) of {args.data} ({args.split})")
     print(format_table({LABELS.get(args.variant, args.variant): results}))

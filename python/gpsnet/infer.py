@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from gpsnet.geometry import bin_coordinate, from_net, to_net
+from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import VARIANTS, NetConfig, setting
 from gpsnet.train import REPO_ROOT, net_param_text
 
@@ -32,12 +34,11 @@ class Prediction:
 
 
 def _resample(prob: np.ndarray, box: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
-    """K x P x P maps over ``box`` sampled bilinearly at the pixel centres of [y0, y1) x [x0, x1)."""
+    """K x P x P maps over ``box`` sampled bilinearly at the pixels [y0, y1) x [x0, x1): pixel index
+    i takes bin coordinate ``bin_coordinate(i)``, the inverse of what the nets read (gpsnet.geometry)."""
     k, p, _ = prob.shape
-    bw = max(box[2] - box[0], 1e-3)
-    bh = max(box[3] - box[1], 1e-3)
-    mx = ((np.arange(x0, x1) + 0.5 - box[0]) / bw * p - 0.5).astype(np.float32)
-    my = ((np.arange(y0, y1) + 0.5 - box[1]) / bh * p - 0.5).astype(np.float32)
+    mx = bin_coordinate(np.arange(x0, x1), box[0], box[2], p).astype(np.float32)
+    my = bin_coordinate(np.arange(y0, y1), box[1], box[3], p).astype(np.float32)
     map_x = np.repeat(mx[None, :], y1 - y0, 0)
     map_y = np.repeat(my[:, None], x1 - x0, 1)
     return np.stack([cv2.remap(prob[c].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
@@ -45,20 +46,22 @@ def _resample(prob: np.ndarray, box: np.ndarray, x0: int, x1: int, y0: int, y1: 
 
 
 def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Arg-max part labels of ``prob`` (K x P x P over ``box``) in a height x width map."""
+    """Arg-max part labels of ``prob`` (K x P x P over ``box``, net coordinates) in a height x
+    width map: the pixels whose index lies in the box."""
     out = np.zeros((height, width), np.uint8)
-    x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
-    x1, y1 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    x0, y0 = max(int(np.ceil(box[0])), 0), max(int(np.ceil(box[1])), 0)
+    x1, y1 = min(int(np.floor(box[2])) + 1, width), min(int(np.floor(box[3])) + 1, height)
     if x1 <= x0 or y1 <= y0:
         return out
     out[y0:y1, x0:x1] = _resample(prob, box, x0, x1, y0, y1).argmax(0).astype(np.uint8)
     return out
 
 
-def upsample_s8(prob: np.ndarray, height: int, width: int) -> np.ndarray:
-    """K x h x w stride-8 maps (cell i at pixel 8 i) resampled bilinearly to K x height x width."""
-    mx = (np.arange(width, dtype=np.float32) / 8.0)
-    my = (np.arange(height, dtype=np.float32) / 8.0)
+def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> np.ndarray:
+    """K x h x w stride-``stride`` maps (cell i at pixel index ``stride * i``, gpsnet.geometry)
+    resampled bilinearly to K x height x width."""
+    mx = (np.arange(width, dtype=np.float32) / stride)
+    my = (np.arange(height, dtype=np.float32) / stride)
     map_x = np.repeat(mx[None, :], height, 0)
     map_y = np.repeat(my[:, None], width, 1)
     return np.stack([cv2.remap(c.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
@@ -69,7 +72,8 @@ class Predictor:
     """A variant's test net with weights; ``predict(image)`` parses one BGR image."""
 
     def __init__(self, variant: str, weights: str | None, cfg: NetConfig, net: str | None = None,
-                 small: bool = False, gpu: int | None = None, score_thresh: float = 0.0) -> None:
+                 small: bool = False, gpu: int | None = None, score_thresh: float = 0.0,
+                 net_text_override: str | None = None) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe
         if gpu is None:
@@ -78,17 +82,26 @@ class Predictor:
             caffe.set_device(gpu)
             caffe.set_mode_gpu()
         self.variant, self.cfg, self.score_thresh = variant, cfg, score_thresh
-        text = net_param_text(variant, cfg, False, net, small)
+        text = net_text_override or net_param_text(variant, cfg, False, net, small)
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpsnet_test_{variant}_{os.getpid()}.prototxt"
         path.write_text(text)
         self.net = caffe.Net(str(path), caffe.TEST) if not weights else caffe.Net(str(path), weights, caffe.TEST)
         path.unlink()
         self.size = self.net.blobs["data"].data.shape[-1]
 
-    def predict(self, image: np.ndarray) -> Prediction:
+    def _layer_of_top(self, top: str) -> int:
+        for i, name in enumerate(self.net._layer_names):
+            if top in self.net.top_names[name]:
+                return i
+        raise ValueError(f"the test net has no layer with top {top!r}")
+
+    def predict(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
+                face_boxes: np.ndarray | None = None) -> Prediction:
+        """Parse one BGR image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace
+        the detector's persons (each with score 1) / faces: oracle evaluation."""
         h, w = image.shape[:2]
         s = self.size
-        scale = min(s / h, s / w)
+        scale = min(1.0, s / h, s / w)   # as the data layer: fit the longer side, never enlarge
         rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
         canvas = np.zeros((s, s, 3), np.float32)
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - MEAN_BGR
@@ -96,13 +109,27 @@ class Predictor:
         self.net.blobs["im_info"].data[...] = [[rh, rw, scale]]
         # _forward: net.forward() would read every output blob, and reading a zero-count blob
         # (no detected face) aborts pycaffe.
-        self.net._forward(0, len(self.net.layers) - 1)
+        last = len(self.net.layers) - 1
+        if person_boxes is None and face_boxes is None:
+            self.net._forward(0, last)
+        else:
+            det = self._layer_of_top("person_rois")
+            self.net._forward(0, det)
+            for top, boxes in (("person_rois", person_boxes), ("face_rois", face_boxes)):
+                if boxes is None:
+                    continue
+                boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+                rows = np.concatenate([np.zeros((boxes.shape[0], 1)), to_net(boxes * scale)], axis=1)
+                write_blob(self.net.blobs[top], rows.astype(np.float32))
+                score_top = top.replace("_rois", "_scores")
+                write_blob(self.net.blobs[score_top], np.ones(boxes.shape[0], np.float32))
+            self.net._forward(det + 1, last)
         b = self.net.blobs
         rois = b["person_rois"].data.reshape(-1, 5).copy()
         scores = b["person_scores"].data.reshape(-1).copy()
         glob = None
         if "global_prob" in b:
-            glob = upsample_s8(b["global_prob"].data[0], rh, rw)
+            glob = upsample_s8(b["global_prob"].data[0], rh, rw, self.cfg.feat_stride)
         masks, keep = [], []
         for i in range(rois.shape[0]):
             if scores[i] < self.score_thresh:
@@ -119,7 +146,7 @@ class Predictor:
         global_seg = None
         if glob is not None:
             global_seg = cv2.resize(glob.argmax(0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        return Prediction(scores=scores[keep_a], boxes=rois[keep_a, 1:] / scale, masks=masks,
+        return Prediction(scores=scores[keep_a], boxes=from_net(rois[keep_a, 1:]) / scale, masks=masks,
                           global_seg=global_seg)
 
 
@@ -167,9 +194,10 @@ def make_predictor(args: argparse.Namespace) -> Predictor:
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
-        overlay_dir: Path | None, max_overlays: int | None = None) -> int:
-    """Predict every image; write predictions and overlays. Returns the number of images."""
-    from gpsnet.viz import overlay, side_by_side
+        overlay_dir: Path | None, max_overlays: int | None = None, data_root: Path | None = None) -> int:
+    """Predict every image; write predictions and overlays (with the ground truth of ``data_root``
+    when given). Returns the number of images."""
+    from gpsnet.viz import figure
     writer: Any = None
     if pred_dir is not None:
         from gpsnet.eval.predictions import PredictionWriter
@@ -182,8 +210,12 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
         if writer is not None:
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
-            vis = overlay(image, pred.masks, pred.scores, pred.boxes)
-            cv2.imwrite(str(overlay_dir / f"{image_id}.png"), side_by_side(image, vis))
+            gt = None
+            if data_root is not None:
+                from gpsnet.data.layout import load_sample
+                gt = load_sample(data_root, image_id).global_label
+            cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
+                        figure(image, pred.masks, pred.scores, pred.boxes, gt))
         n += 1
     if writer is not None:
         writer.close()

@@ -138,16 +138,75 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--display", type=int, default=10, help="print every N iterations")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="learning curve: evaluate on --eval-split every N iterations (0: off)")
+    ap.add_argument("--eval-split", default="val", help="split of the learning curve (default val)")
+    ap.add_argument("--eval-limit", type=int, default=0,
+                    help="learning curve: at most N images of the split (0: all)")
+    ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
     ap.add_argument("--quiet-caffe", action="store_true", default=True, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row}."""
+def plot_curve(rows: list[dict[str, Any]], png: Path) -> None:
+    """The learning curve: AP^p at 0.5, avg.AP and box recall (%) against iterations."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    its = [r["iter"] for r in rows]
+    for key, label in (("AP50", "AP$^p$ at 0.5"), ("avg_AP", "avg.AP"), ("mIoU", "global mIoU"),
+                       ("box_recall", "person box recall (IoU 0.5)")):
+        vals = [100 * r[key] if r.get(key) is not None else float("nan") for r in rows]
+        ax.plot(its, vals, marker="o", label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    split = rows[-1].get("split", "val") if rows else "val"
+    ax.set_title(f"learning curve on the {split} split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+class LearningCurve:
+    """Evaluates the training net's current weights on a split (the variant's test net shares
+    them) and keeps ``curve.json`` / ``curve.png`` in the run folder."""
+
+    def __init__(self, solver_net: Any, variant: str, cfg: NetConfig, test_net_text: str,
+                 root: Path, split: str, limit: int, out: Path) -> None:
+        from gpsnet.infer import Predictor
+        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text)
+        self.predictor.net.share_with(solver_net)
+        self.root, self.split, self.limit, self.out = root, split, limit, out
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, it: int) -> dict[str, Any]:
+        from gpsnet.evaluate_net import evaluate_predictor
+        t0 = time.time()
+        res = evaluate_predictor(self.predictor, self.root, self.split, self.limit)
+        row = {"iter": it, "split": self.split, "AP50": res["AP"]["0.5"], "avg_AP": res["avg_AP"],
+               "PCP": res["PCP"], "mIoU": res["mIoU"], "box_recall": res["box_recall"],
+               "images": res["num_images"], "seconds": round(time.time() - t0, 2)}
+        self.rows.append(row)
+        (self.out / "curve.json").write_text(json.dumps(self.rows, indent=1) + "\n")
+        plot_curve(self.rows, self.out / "curve.png")
+        print(f"eval  {it:6d}  {self.split} ({row['images']} images): AP0.5 {100 * row['AP50']:.1f}  "
+              f"avg.AP {100 * row['avg_AP']:.1f}  box recall {100 * row['box_recall']:.1f}"
+              + (f"  mIoU {100 * row['mIoU']:.1f}" if row["mIoU"] is not None else "")
+              + f"  ({row['seconds']:.0f}s)", flush=True)
+        return row
+
+
+def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, Any]:
+    """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     name = args.setting or ("small" if args.small else "full")
-    cfg = setting(name)
+    cfg = cfg or setting(name)
     small = name != "full"
     iters = 100000 if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
@@ -188,9 +247,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
           flush=True)
     last: dict[str, Any] = {}
+    curve = None
+    if args.eval_every:
+        test_text = (Path(args.test_net).read_text() if args.test_net
+                     else net_param_text(args.variant, cfg, False, None, name == "small"))
+        curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
+                              args.eval_limit, out)
     t_start = time.time()
+    t_eval = 0.0
     with log_path.open("a") as log:
         while solver.iter < iters:
+            if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
+                t0 = time.time()
+                curve(solver.iter)
+                t_eval += time.time() - t0
             it = solver.iter
             t0 = time.time()
             solver.step(1)
@@ -205,17 +275,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             log.flush()
             last = row
             if args.display and (it % args.display == 0 or solver.iter == iters):
-                eta = (time.time() - t_start) / (solver.iter - start) * (iters - solver.iter)
+                eta = (time.time() - t_start - t_eval) / (solver.iter - start) * (iters - solver.iter)
                 losses = " ".join(f"{k}={row[k]:.3f}" for k in loss_names)
                 print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
                       f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
+    if curve is not None:
+        curve(solver.iter)
     solver.snapshot()
     model = Path(f"{prefix}_iter_{solver.iter}.caffemodel")
     plot_log(log_path, out / "loss.png")
     close_net(solver.net)
     del solver
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
-    return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root}
+    return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
+            "curve": curve.rows if curve is not None else []}
 
 
 def main(argv: list[str] | None = None) -> int:

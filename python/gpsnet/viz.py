@@ -6,7 +6,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from gpsnet.classes import colorize
+from gpsnet.classes import CLASS_NAMES, colorize
+
+MIN_FIGURE_WIDTH = 512   # overlays are enlarged (nearest) to at least this width
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    return image if factor <= 1 else cv2.resize(image, None, fx=factor, fy=factor,
+                                                interpolation=cv2.INTER_NEAREST)
 
 
 def instance_map(masks: Sequence[np.ndarray], scores: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
@@ -33,6 +40,50 @@ def overlay(image: np.ndarray, masks: Sequence[np.ndarray], scores: Sequence[flo
             cv2.putText(out, f"{s:.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3,
                         (0, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def legend(classes: Sequence[int], width: int, row: int = 18) -> np.ndarray:
+    """A white strip naming ``classes`` beside their colours, as many per line as fit ``width``."""
+    cell = 130
+    per_line = max(1, width // cell)
+    lines = (len(classes) + per_line - 1) // per_line
+    out = np.full((max(1, lines) * row + 4, width, 3), 255, np.uint8)
+    for k, c in enumerate(classes):
+        x, y = (k % per_line) * cell + 4, (k // per_line) * row + 4
+        colour = tuple(int(v) for v in colorize(np.array([[c]]))[0, 0])
+        cv2.rectangle(out, (x, y), (x + 12, y + 12), colour, -1)
+        cv2.rectangle(out, (x, y), (x + 12, y + 12), (0, 0, 0), 1)
+        cv2.putText(out, CLASS_NAMES[c], (x + 16, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def figure(image: np.ndarray, masks: Sequence[np.ndarray], scores: Sequence[float],
+           boxes: np.ndarray | None, gt_label: np.ndarray | None = None,
+           min_width: int = MIN_FIGURE_WIDTH) -> np.ndarray:
+    """[image | predicted persons' parts (boxes, scores) | ground truth, when given], enlarged to at
+    least ``min_width`` pixels, with a legend of the part colours that appear."""
+    panels = [image]
+    n_panels = 2 + (gt_label is not None)
+    factor = max(1, -(-min_width // (n_panels * image.shape[1])))
+    big = upscale(image, factor)
+    pred = overlay(big, [upscale(m, factor) for m in masks], scores,
+                   None if boxes is None else np.asarray(boxes, np.float64) * factor)
+    panels = [big, pred]
+    present = set(int(v) for m in masks for v in np.unique(m))
+    if gt_label is not None:
+        gt = gt_label.copy()
+        gt[gt == 255] = 0
+        panels.append(overlay(big, [upscale(gt, factor)], [1.0]))
+        present |= set(int(v) for v in np.unique(gt))
+    top = side_by_side(*panels)
+    titles = ["image", "prediction"] + (["ground truth"] if gt_label is not None else [])
+    for k, t in enumerate(titles):
+        cv2.putText(top, t, (k * big.shape[1] + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        cv2.putText(top, t, (k * big.shape[1] + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([top, legend(sorted(present - {0}), top.shape[1])], axis=0)
 
 
 def side_by_side(*images: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from gpsnet.classes import FACE, IGNORE_LABEL, flip_lut
 from gpsnet.data.layout import GPSDataset, Sample, mask_box
+from gpsnet.geometry import feature_cells, to_net
 
 TOP_NAMES: tuple[str, ...] = ("data", "im_info", "label", "label_s8", "gt_persons", "gt_faces", "gt_masks")
 DEEPLAB_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
@@ -37,15 +38,17 @@ class BatchParams:
     shuffle: bool = True
     seed: int = 0
     prefetch: int = 4
+    feat_stride: int = 8
 
     @property
     def size_s8(self) -> int:
-        return (self.size - 1) // 8 + 1
+        """Cells of ``label_s8``: the label at the nets' feature stride (8 in the paper's setting)."""
+        return feature_cells(self.size, self.feat_stride)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BatchParams":
         known = {"root", "split", "batch_size", "size", "scales", "mirror", "mean_bgr", "shuffle",
-                 "seed", "prefetch"}
+                 "seed", "prefetch", "feat_stride"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"GPSDataLayer param_str: unknown keys {unknown} (known: {sorted(known)})")
@@ -57,7 +60,7 @@ class BatchParams:
                 mirror=bool(d.get("mirror", True)),
                 mean_bgr=tuple(float(v) for v in d.get("mean_bgr", DEEPLAB_MEAN_BGR)),  # type: ignore[arg-type]
                 shuffle=bool(d.get("shuffle", True)), seed=int(d.get("seed", 0)),
-                prefetch=int(d.get("prefetch", 4)))
+                prefetch=int(d.get("prefetch", 4)), feat_stride=int(d.get("feat_stride", 8)))
         p.validate()
         return p
 
@@ -80,6 +83,8 @@ class BatchParams:
             raise ValueError(f"GPSDataLayer: scales must be [lo, hi] with 0 < lo <= hi, got {list(self.scales)}")
         if len(self.mean_bgr) != 3:
             raise ValueError(f"GPSDataLayer: mean_bgr must have 3 values, got {list(self.mean_bgr)}")
+        if self.feat_stride not in (1, 2, 4, 8):
+            raise ValueError(f"GPSDataLayer: feat_stride must be 1, 2, 4 or 8, got {self.feat_stride}")
         if self.prefetch < 1:
             raise ValueError(f"GPSDataLayer: prefetch must be >= 1, got {self.prefetch}")
 
@@ -176,15 +181,15 @@ def make_batch(samples: Sequence[Sample], params: BatchParams, rng: np.random.Ge
         label[b, 0, :h, :w] = p.label
         n = p.persons.shape[0]
         gt_persons[g:g + n, 0] = b
-        gt_persons[g:g + n, 1:] = p.boxes
+        gt_persons[g:g + n, 1:] = to_net(p.boxes)
         gt_masks[g:g + n, 0, :h, :w] = p.persons
         g += n
         m = p.faces.shape[0]
         gt_faces[f:f + m, 0] = b
-        gt_faces[f:f + m, 1:] = p.faces
+        gt_faces[f:f + m, 1:] = to_net(p.faces)
         f += m
     return {"data": data, "im_info": im_info, "label": label,
-            "label_s8": np.ascontiguousarray(label[:, :, ::8, ::8]),
+            "label_s8": np.ascontiguousarray(label[:, :, ::params.feat_stride, ::params.feat_stride]),
             "gt_persons": gt_persons, "gt_faces": gt_faces, "gt_masks": gt_masks}
 
 

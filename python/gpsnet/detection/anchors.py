@@ -1,8 +1,7 @@
 """Anchors of the RPN on a stride-``feat_stride`` feature map.
 
 Anchor ``a`` at feature cell ``(y, x)`` is centred on pixel ``(stride * y, stride * x)`` of the
-canvas, i.e. on the continuous point ``stride * x + 0.5``: the pixel that DeepLab's stride-8 maps
-(``label[::8, ::8]``, canvas ``8k + 1``) sample. Its area is ``size ** 2`` and ``ratio = h / w``.
+canvas, the pixel that the cell sits on (net coordinates, gpsnet.geometry). Its area is ``size ** 2`` and ``ratio = h / w``.
 Order: ``(y, x, a)`` with ``a`` fastest, matching Caffe's ``A x H x W`` channel layout after the
 usual transpose.
 """
@@ -27,7 +26,7 @@ def base_anchors(sizes: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
 def shifted_anchors(base: np.ndarray, height: int, width: int, feat_stride: int) -> np.ndarray:
     """All ``height * width * A`` anchors of a feature map, order ``(y, x, a)``, a fastest."""
     ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    cx = xs.reshape(-1) * feat_stride + 0.5
-    cy = ys.reshape(-1) * feat_stride + 0.5
+    cx = xs.reshape(-1) * float(feat_stride)
+    cy = ys.reshape(-1) * float(feat_stride)
     shifts = np.stack([cx, cy, cx, cy], axis=1)
     return (shifts[:, None, :] + base[None, :, :]).reshape(-1, 4)

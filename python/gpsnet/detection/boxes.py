@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpsnet.geometry import NET_OFFSET
+
 # Largest log-scale change that bbox_transform_inv applies (as Detectron: log(1000 / 16)).
 BBOX_XFORM_CLIP: float = float(np.log(1000.0 / 16.0))
 
@@ -74,14 +76,16 @@ def bbox_transform_inv(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 
 
 def clip_boxes(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
-    """Clip N x 4k boxes to the image ``[0, width] x [0, height]`` (continuous coordinates)."""
+    """Clip N x 4k net boxes (gpsnet.geometry) to the image: ``[0, width] x [0, height]`` in
+    image coordinates."""
     boxes = np.array(boxes, dtype=np.float64, copy=True)
     if boxes.size == 0:
         return boxes
-    boxes[:, 0::4] = np.clip(boxes[:, 0::4], 0.0, width)
-    boxes[:, 1::4] = np.clip(boxes[:, 1::4], 0.0, height)
-    boxes[:, 2::4] = np.clip(boxes[:, 2::4], 0.0, width)
-    boxes[:, 3::4] = np.clip(boxes[:, 3::4], 0.0, height)
+    lo = NET_OFFSET
+    boxes[:, 0::4] = np.clip(boxes[:, 0::4], lo, width + lo)
+    boxes[:, 1::4] = np.clip(boxes[:, 1::4], lo, height + lo)
+    boxes[:, 2::4] = np.clip(boxes[:, 2::4], lo, width + lo)
+    boxes[:, 3::4] = np.clip(boxes[:, 3::4], lo, height + lo)
     return boxes
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from gpsnet.classes import IGNORE_LABEL
+from gpsnet.geometry import bin_centres, nearest_pixel
 from gpsnet.detection.boxes import (bbox_overlaps, bbox_transform, bbox_transform_inv, clip_boxes,
                                     filter_small_boxes, nms)
 
@@ -238,11 +239,11 @@ def mask_targets(rois: np.ndarray, gt_index: np.ndarray, gt_masks: np.ndarray, p
                  binary: bool = False) -> np.ndarray:
     """The assigned persons' labels cropped by ``rois`` (M x 5) to M x P x P (float32).
 
-    Nearest sampling at bin centres: bin ``(i, j)`` reads pixel ``(floor(y1 + (i + .5) h / P),
-    floor(x1 + (j + .5) w / P))`` of ``gt_masks[gt_index]`` (G x S x S, or G x 1 x S x S).
-    Positions outside the canvas and RoIs with gt index -1 give 255 (ignore). ``gt_masks`` holds
-    one person's labels (0 elsewhere), so other persons' pixels are background. ``binary``: person
-    pixels (1..K-1) become 1, background 0, ignore stays 255.
+    Bin ``(i, j)`` takes the pixel nearest to the pixel index the nets' RoIAlign reads for it
+    (``gpsnet.geometry``: ``bin_centres``, ``nearest_pixel``) of ``gt_masks[gt_index]``
+    (G x S x S, or G x 1 x S x S). Positions outside the canvas and RoIs with gt index -1 give 255
+    (ignore). ``gt_masks`` holds one person's labels (0 elsewhere), so other persons' pixels are
+    background. ``binary``: person pixels (1..K-1) become 1, background 0, ignore stays 255.
     """
     rois = np.asarray(rois, np.float64).reshape(-1, 5)
     gt_index = np.asarray(gt_index).reshape(-1).astype(np.int64)
@@ -254,7 +255,6 @@ def mask_targets(rois: np.ndarray, gt_index: np.ndarray, gt_masks: np.ndarray, p
     if masks.size == 0:
         return out
     height, width = masks.shape[1:]
-    frac = (np.arange(pooled) + 0.5) / pooled
     for r in range(m):
         g = int(gt_index[r])
         if g < 0:
@@ -262,8 +262,8 @@ def mask_targets(rois: np.ndarray, gt_index: np.ndarray, gt_masks: np.ndarray, p
         if g >= masks.shape[0]:
             raise ValueError(f"mask target: gt index {g} but only {masks.shape[0]} gt masks")
         _, x1, y1, x2, y2 = rois[r]
-        xs = np.floor(x1 + frac * (x2 - x1)).astype(np.int64)
-        ys = np.floor(y1 + frac * (y2 - y1)).astype(np.int64)
+        xs = nearest_pixel(bin_centres(x1, x2, pooled))
+        ys = nearest_pixel(bin_centres(y1, y2, pooled))
         vx = (xs >= 0) & (xs < width)
         vy = (ys >= 0) & (ys < height)
         crop = masks[g][np.clip(ys, 0, height - 1)[:, None], np.clip(xs, 0, width - 1)[None, :]]

@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
+from gpsnet.geometry import roi_align_param
 
 VARIANTS: tuple[str, ...] = ("ad_fuse", "fuse", "ad_loc", "loc", "det_par", "ins_glo")
 ADJUSTED: frozenset[str] = frozenset({"ad_fuse", "ad_loc"})
 FUSED: frozenset[str] = frozenset({"ad_fuse", "fuse"})
 WITH_GLOBAL: frozenset[str] = frozenset({"ad_fuse", "fuse", "ins_glo"})
 DEFAULT_DATA_ROOT = "data/synthetic"
+FACE_X, FACE_Y = 0.5, 0.2                     # where AdjustedRoIAlign puts the major face (paper)
 
 
 @dataclass(frozen=True)
 class NetConfig:
     """Everything that differs between the full and the small setting."""
     width: float = 1.0                        # channel multiplier
+    feat_stride: int = 8                      # backbone output stride (DeepLab-v2: 8)
+    batch_norm: bool = False                  # BatchNorm + Scale after each conv (CPU setting only)
+    bn_momentum: float = 0.99                 # BatchNorm moving_average_fraction
     size: int = 513                           # canvas (8k + 1) of the data layer / test input
     pooled: int = 41                          # P
     dilations: tuple[int, ...] = (6, 12, 18, 24)
@@ -74,6 +79,26 @@ class NetConfig:
     def ch(self, n: int) -> int:
         return max(1, int(round(n * self.width)))
 
+    @property
+    def spatial_scale(self) -> float:
+        """Image coordinates -> feature coordinates (see gpsnet.geometry)."""
+        return 1.0 / self.feat_stride
+
+    def __post_init__(self) -> None:
+        if self.feat_stride not in (2, 4, 8):
+            raise ValueError(f"feat_stride must be 2, 4 or 8, got {self.feat_stride}")
+        if (self.size - 1) % 8:
+            raise ValueError(f"size must be 8k + 1, got {self.size}")
+
+
+@dataclass(frozen=True)
+class BatchNormSpec:
+    momentum: float
+
+
+def _bn(cfg: NetConfig) -> BatchNormSpec | None:
+    return BatchNormSpec(cfg.bn_momentum) if cfg.batch_norm else None
+
 
 def _caffe() -> tuple[Any, Any]:
     from caffe import layers as L, params as P  # noqa: N812 (Caffe's own spelling)
@@ -82,17 +107,31 @@ def _caffe() -> tuple[Any, Any]:
 
 # ------------------------------------------------------------------------------------ pieces
 def _conv(n, name: str, bottom, nout: int, ks: int = 3, pad: int | None = None, dilation: int = 1,
-          relu: bool = True, std: float | None = None):
+          relu: bool = True, std: float | None = None, bn: BatchNormSpec | None = None):
+    """Convolution (+ BatchNorm and Scale when ``bn``) (+ ReLU when ``relu``); returns the last top."""
     L, _ = _caffe()
     pad = (ks // 2) * dilation if pad is None else pad
     filler = dict(type="gaussian", std=std) if std is not None else dict(type="msra")
-    kw: dict[str, Any] = dict(num_output=nout, kernel_size=ks, pad=pad, weight_filler=filler,
-                              bias_filler=dict(type="constant", value=0))
+    kw: dict[str, Any] = dict(num_output=nout, kernel_size=ks, pad=pad, weight_filler=filler)
+    if bn is None:
+        kw["bias_filler"] = dict(type="constant", value=0)
+        kw["param"] = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
+    else:
+        kw["bias_term"] = False
+        kw["param"] = [dict(lr_mult=1, decay_mult=1)]
     if dilation > 1:
         kw["dilation"] = dilation
-    layer = L.Convolution(bottom, param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)],
-                          **kw)
+    layer = L.Convolution(bottom, **kw)
     setattr(n, name, layer)
+    if bn is not None:
+        # BatchNorm's mean / variance / count are not learned (lr_mult 0); the phase picks batch or
+        # global statistics. In place, as in Caffe's ResNet models.
+        setattr(n, f"{name}_bn", L.BatchNorm(layer, in_place=True,
+                                             batch_norm_param=dict(moving_average_fraction=bn.momentum),
+                                             param=[dict(lr_mult=0, decay_mult=0)] * 3))
+        setattr(n, f"{name}_scale", L.Scale(layer, in_place=True, bias_term=True,
+                                            param=[dict(lr_mult=1, decay_mult=0),
+                                                   dict(lr_mult=1, decay_mult=0)]))
     if relu:
         setattr(n, name.replace("conv", "relu", 1) if "conv" in name else f"{name}_relu",
                 L.ReLU(layer, in_place=True))
@@ -118,19 +157,36 @@ def _pool(n, name: str, bottom, stride: int):
     return layer
 
 
+def backbone_strides(feat_stride: int) -> tuple[tuple[int, int], ...]:
+    """(pool stride, conv dilation) of VGG-16's five blocks for an output stride of ``feat_stride``.
+
+    VGG-16 halves the resolution at pool1..pool4; DeepLab-v2 keeps stride 8 by making pool4 and
+    pool5 stride 1 and dilating conv5 by 2. Stride 4 also makes pool3 stride 1 (conv4 dilation 2,
+    conv5 dilation 4): every removed stride doubles the dilation of the blocks after it."""
+    out, dilation, stride = [], 1, 1
+    for block in range(1, 6):
+        pool = 2 if block <= 4 and stride < feat_stride else 1
+        out.append((pool, dilation))
+        stride *= pool
+        if pool == 1 and block <= 4:
+            dilation *= 2
+    return tuple(out)
+
+
 def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = ""):
-    """DeepLab-v2 VGG-16: pool4 / pool5 stride 1, conv5 dilation 2. Returns (conv5_3, pool5).
+    """DeepLab-v2 VGG-16 at output stride ``cfg.feat_stride`` (8: pool4 / pool5 stride 1, conv5
+    dilation 2). Returns (conv5_3, pool5).
 
     Random init: MSRA, except conv1_1 (gaussian, std 0.003) whose input is mean-subtracted pixels
     (std ~60): its outputs start at unit scale, so training from scratch does not diverge."""
     x = data
     blocks = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
-    for block, ch, reps in blocks:
+    for (block, ch, reps), (pool_stride, dilation) in zip(blocks, backbone_strides(cfg.feat_stride)):
         for r in range(1, reps + 1):
-            x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=2 if block == 5 else 1,
-                      std=0.003 if (block, r) == (1, 1) else None)
+            x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=dilation,
+                      std=0.003 if (block, r) == (1, 1) else None, bn=_bn(cfg))
         conv = x
-        x = _pool(n, f"{prefix}pool{block}", x, stride=2 if block <= 3 else 1)
+        x = _pool(n, f"{prefix}pool{block}", x, stride=pool_stride)
     return conv, x
 
 
@@ -139,10 +195,10 @@ def aspp(n, prefix: str, bottom, cfg: NetConfig, train: bool, nout: int = NUM_CL
     L, P = _caffe()
     outs = []
     for i, d in enumerate(cfg.dilations, start=1):
-        x = _conv(n, f"{prefix}fc6_{i}", bottom, cfg.ch(cfg.fc_channels), ks=3, dilation=d)
+        x = _conv(n, f"{prefix}fc6_{i}", bottom, cfg.ch(cfg.fc_channels), ks=3, dilation=d, bn=_bn(cfg))
         if train and cfg.dropout:
             setattr(n, f"{prefix}drop6_{i}", L.Dropout(x, dropout_ratio=0.5, in_place=True))
-        x = _conv(n, f"{prefix}fc7_{i}", x, cfg.ch(cfg.fc_channels), ks=1)
+        x = _conv(n, f"{prefix}fc7_{i}", x, cfg.ch(cfg.fc_channels), ks=1, bn=_bn(cfg))
         if train and cfg.dropout:
             setattr(n, f"{prefix}drop7_{i}", L.Dropout(x, dropout_ratio=0.5, in_place=True))
         outs.append(_conv(n, f"{prefix}fc8_{i}", x, nout, ks=1, relu=False, std=0.01))
@@ -164,16 +220,15 @@ def _softmax_loss(bottom, label, ignore: int = IGNORE_LABEL):
                              propagate_down=[True, False])
 
 
-def _roi_align(features, rois, pooled: int, scale: float):
+def _roi_align(features, rois, pooled: int, stride: int):
+    """RoIAlign of a stride-``stride`` map in the nets' one pixel convention (gpsnet.geometry)."""
     L, _ = _caffe()
-    return L.RoIAlign(features, rois, roi_align_param=dict(pooled_h=pooled, pooled_w=pooled,
-                                                           spatial_scale=scale, sampling_ratio=2,
-                                                           aligned=True),
+    return L.RoIAlign(features, rois, roi_align_param=roi_align_param(pooled, stride),
                       propagate_down=[True, False])
 
 
 def _anchor_params(cfg: NetConfig) -> dict[str, Any]:
-    return dict(feat_stride=8, anchor_sizes=list(cfg.anchor_sizes),
+    return dict(feat_stride=cfg.feat_stride, anchor_sizes=list(cfg.anchor_sizes),
                 anchor_ratios=list(cfg.anchor_ratios))
 
 
@@ -181,7 +236,7 @@ def rpn(n, conv5_3, cfg: NetConfig, train: bool):
     """RPN on conv5_3; returns the proposals blob (train / test counts)."""
     L, _ = _caffe()
     a = len(cfg.anchor_sizes) * len(cfg.anchor_ratios)
-    x = _conv(n, "rpn_conv_3x3", conv5_3, cfg.ch(512), ks=3)
+    x = _conv(n, "rpn_conv_3x3", conv5_3, cfg.ch(512), ks=3, bn=_bn(cfg))
     n.rpn_cls_score = _conv(n, "rpn_cls_score", x, 2 * a, ks=1, relu=False, std=0.01)
     n.rpn_bbox_pred = _conv(n, "rpn_bbox_pred", x, 4 * a, ks=1, relu=False, std=0.01)
     n.rpn_cls_score_reshape = L.Reshape(n.rpn_cls_score, shape=dict(dim=[0, 2, -1, 0]))
@@ -208,7 +263,7 @@ def rpn(n, conv5_3, cfg: NetConfig, train: bool):
 
 def box_head(n, conv5_3, rois, cfg: NetConfig):
     """RoIAlign 7x7 -> fc6_box -> fc7_box -> cls_score (3: bg, person, face), bbox_pred (12)."""
-    n.roi_pool = _roi_align(conv5_3, rois, 7, 0.125)
+    n.roi_pool = _roi_align(conv5_3, rois, 7, cfg.feat_stride)
     x = _fc(n, "fc6_box", n.roi_pool, cfg.ch(cfg.box_fc), relu=True)
     x = _fc(n, "fc7_box", x, cfg.ch(cfg.box_fc), relu=True)
     n.cls_score = _fc(n, "cls_score", x, 3, relu=False, std=0.01)
@@ -248,7 +303,7 @@ def _inputs(n, cfg: NetConfig, train: bool) -> None:
     if train:
         params = dict(root=cfg.data_root, split="train", batch_size=cfg.batch_size, size=cfg.size,
                       scales=list(cfg.scales), mirror=True, mean_bgr=[104.008, 116.669, 122.675],
-                      shuffle=True, seed=cfg.seed, prefetch=4)
+                      shuffle=True, seed=cfg.seed, prefetch=4, feat_stride=cfg.feat_stride)
         (n.data, n.im_info, n.label, n.label_s8, n.gt_persons, n.gt_faces,
          n.gt_masks) = L.Python(python_param=dict(module="gpsnet.layers.data_layer",
                                                   layer="GPSDataLayer",
@@ -290,10 +345,9 @@ def build(variant: str, cfg: NetConfig, train: bool):
         n.major_faces = L.FaceMajoritySelect(rois, faces, propagate_down=[False, False])
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
-            adjusted_roi_align_param=dict(pooled_h=p, pooled_w=p, spatial_scale=0.125,
-                                          sampling_ratio=2, aligned=True, face_x=0.5, face_y=0.2))
+            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride), face_x=FACE_X, face_y=FACE_Y))
     else:
-        n.local_feat = _roi_align(conv5_3, rois, p, 0.125)
+        n.local_feat = _roi_align(conv5_3, rois, p, cfg.feat_stride)
     n.loc_pool5 = _pool(n, "loc_pool5", n.local_feat, stride=1)
     local = aspp(n, "loc_", n.loc_pool5, cfg, train)
     if train:
@@ -311,9 +365,10 @@ def build(variant: str, cfg: NetConfig, train: bool):
                                     adjust_back_param=dict(outside_value=0))
         local = n.local_back
     if variant in FUSED:
-        n.global_crop = _roi_align(glob, rois, p, 0.125)
+        n.global_crop = _roi_align(glob, rois, p, cfg.feat_stride)
         n.fuse_concat = L.Concat(local, n.global_crop)
-        x = _conv(n, "fuse_conv1", n.fuse_concat, max(cfg.ch(cfg.fuse_channels), NUM_CLASSES), ks=3)
+        x = _conv(n, "fuse_conv1", n.fuse_concat, max(cfg.ch(cfg.fuse_channels), NUM_CLASSES), ks=3,
+                  bn=_bn(cfg))
         final = _conv(n, "fuse_conv2", x, NUM_CLASSES, ks=1, relu=False, std=0.01)
         if train:
             n.loss_fuse = _softmax_loss(final, n.mask_label)
@@ -328,9 +383,9 @@ def _mask_head(n, conv5_3, rois, cfg: NetConfig, train: bool):
     """Ins.+Glo.: Mask R-CNN-style binary instance masks at P x P in the RoI frame."""
     L, _ = _caffe()
     p = cfg.pooled
-    n.mask_feat = _roi_align(conv5_3, rois, p, 0.125)
-    x = _conv(n, "mask_conv1", n.mask_feat, cfg.ch(cfg.mask_head_channels), ks=3)
-    x = _conv(n, "mask_conv2", x, cfg.ch(cfg.mask_head_channels), ks=3)
+    n.mask_feat = _roi_align(conv5_3, rois, p, cfg.feat_stride)
+    x = _conv(n, "mask_conv1", n.mask_feat, cfg.ch(cfg.mask_head_channels), ks=3, bn=_bn(cfg))
+    x = _conv(n, "mask_conv2", x, cfg.ch(cfg.mask_head_channels), ks=3, bn=_bn(cfg))
     score = _conv(n, "mask_score", x, 2, ks=1, relu=False, std=0.01)
     if train:
         n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks,
@@ -350,10 +405,9 @@ def _build_det_par(n, cfg: NetConfig, train: bool):
     conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
     detector(n, conv5_3, cfg, train)
     rois = n.mask_rois if train else n.person_rois
-    crop = 8 * (cfg.pooled - 1) + 1
-    n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=dict(
-        pooled_h=crop, pooled_w=crop, spatial_scale=1.0, sampling_ratio=1, aligned=True),
-        propagate_down=[False, False])
+    crop = cfg.feat_stride * (cfg.pooled - 1) + 1
+    n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=dict(roi_align_param(crop, 1), sampling_ratio=1),
+                               propagate_down=[False, False])
     _, par_pool5 = vgg16_deeplab(n, n.person_crop, cfg, prefix="par_")
     score = aspp(n, "par_", par_pool5, cfg, train)
     if train:

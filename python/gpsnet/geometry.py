@@ -1,0 +1,66 @@
+"""The one pixel convention of the nets: where a feature cell and a RoI bin sit in the image.
+
+* Image coordinates (data sets, predictions, users) are continuous: pixel ``(i, j)`` covers
+  ``[j, j + 1) x [i, i + 1)``; boxes are ``(x1, y1, x2, y2)`` with ``x2 = last column + 1``
+  (``gpsnet.data.layout.mask_box``).
+* Net coordinates (every box inside the nets: ground truth, anchors, proposals, RoIs, detections)
+  are pixel indices: pixel ``i`` is centred on ``i``, so net = image + :data:`NET_OFFSET` (-0.5).
+  The data layer converts with :func:`to_net`, inference converts back with :func:`from_net`.
+* A stride-``s`` feature map of the DeepLab backbone (3x3 convs of pad 1, 3x3 pools of stride 2 and
+  pad 1) has cell ``k`` centred on pixel **index** ``s * k``: the pixel that ``label[::s, ::s]``
+  (the data layer's ``label_s8``) samples, the anchors' centre, the global parser's up-sampling.
+* Every RoIAlign-family layer runs with ``spatial_scale = 1 / s`` and ``aligned: false``: a RoI
+  coordinate ``c`` is read at feature coordinate ``c / s``, i.e. at pixel index ``c``. So inside the
+  nets a RoI coordinate is a (real-valued) pixel index, and for a RoI ``[lo, hi]`` of P bins, bin
+  ``b`` reads pixel index ``lo + (b + 0.5) (hi - lo) / P`` (:func:`bin_centres`).
+* Mask targets give bin ``b`` the label of the nearest pixel to that index (:func:`nearest_pixel`);
+  AdjustBack resamples between two RoI frames in the same coordinates; the paste-back gives pixel
+  index ``i`` the value at bin coordinate :func:`bin_coordinate` ``(i)``, the exact inverse.
+
+(``aligned: true`` would read ``c / s - 0.5``, i.e. pixel index ``c - s / 2``: 4 px off at s = 8.)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+NET_OFFSET: float = -0.5    # net coordinate - image coordinate
+ROI_ALIGNED: bool = False   # the RoIAlign-family layers' `aligned` (see the module docstring)
+ROI_SAMPLING_RATIO: int = 2
+
+
+def to_net(boxes: np.ndarray) -> np.ndarray:
+    """Image boxes (... x 4, continuous) -> net coordinates (pixel indices)."""
+    return np.asarray(boxes, np.float64) + NET_OFFSET
+
+
+def from_net(boxes: np.ndarray) -> np.ndarray:
+    """Net boxes (... x 4, pixel indices) -> image coordinates (continuous)."""
+    return np.asarray(boxes, np.float64) - NET_OFFSET
+
+
+def bin_centres(lo: float, hi: float, pooled: int) -> np.ndarray:
+    """The pixel indices (real-valued) that the ``pooled`` bins of ``[lo, hi)`` read."""
+    return lo + (np.arange(pooled) + 0.5) * (hi - lo) / pooled
+
+
+def nearest_pixel(index: np.ndarray) -> np.ndarray:
+    """The integer pixel nearest to a real-valued pixel index."""
+    return np.floor(np.asarray(index, np.float64) + 0.5).astype(np.int64)
+
+
+def bin_coordinate(index: np.ndarray, lo: float, hi: float, pooled: int) -> np.ndarray:
+    """Inverse of :func:`bin_centres`: the bin coordinate (0 = centre of bin 0) of pixel indices."""
+    return (np.asarray(index, np.float64) - lo) / max(hi - lo, 1e-6) * pooled - 0.5
+
+
+def feature_cells(size: int, stride: int) -> int:
+    """Cells of a stride-``stride`` map of a ``size``-pixel canvas (``size = stride * k + 1``)."""
+    return (size - 1) // stride + 1
+
+
+def roi_align_param(pooled: int, stride: int) -> dict[str, Any]:
+    """The ``roi_align_param`` of every RoIAlign-family layer on a stride-``stride`` map."""
+    return dict(pooled_h=pooled, pooled_w=pooled, spatial_scale=1.0 / stride,
+                sampling_ratio=ROI_SAMPLING_RATIO, aligned=ROI_ALIGNED)
