@@ -9,7 +9,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("gpsnet.demo", "synthetic data, train Ad. Fuse (small) on the CPU, evaluate, draw"),
+    "demo": ("gpsnet.demo", "synthetic data, train Ad. Fuse (small) on the CPU, learning curve, evaluate, draw"),
     "make-data": ("gpsnet.data.synthetic", "write a synthetic GPS-layout data set"),
     "convert": ("gpsnet.data.converters", "convert MHP v1 / MHP v2 / CIHP into the GPS layout"),
     "stats": ("gpsnet.data.stats", "persons-per-image and part-frequency plots of a data set"),
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("gpsnet.infer", "parse an image or a folder with a trained net"),
     "eval": ("gpsnet.evaluate_net", "run inference over a split and print the paper's AP table"),
     "evaluate": ("gpsnet.eval.cli", "evaluate predictions folders against a data set"),
+    "ablate": ("gpsnet.ablate", "train and evaluate every variant of Tables 2-3 (the ablation table)"),
 }
 
 

@@ -51,8 +51,9 @@ def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, s
     return net_text(variant, cfg, train)
 
 
-def patch_data_layer(text: str, root: Path, seed: int, split: str = "train") -> str:
-    """Set the data layer's root, split and seed in a train prototxt."""
+def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", augment: bool = True) -> str:
+    """Set the data layer's root, split and seed in a train prototxt; ``augment=False`` turns off
+    its random scaling and flipping."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     net = caffe_pb2.NetParameter()
@@ -62,6 +63,8 @@ def patch_data_layer(text: str, root: Path, seed: int, split: str = "train") -> 
         if layer.type == "Python" and layer.python_param.layer == "GPSDataLayer":
             params = json.loads(layer.python_param.param_str or "{}")
             params.update(root=str(root), seed=seed, split=split)
+            if not augment:
+                params.update(scales=[1.0, 1.0], mirror=False)
             layer.python_param.param_str = json.dumps(params, sort_keys=True)
             found = True
     if not found:
@@ -137,6 +140,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-augment", action="store_true",
+                    help="no random scaling or flipping (overfitting checks)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="train into a run folder that already holds a run (its log, plots and "
+                         "snapshots are replaced)")
     ap.add_argument("--display", type=int, default=10, help="print every N iterations")
     ap.add_argument("--eval-every", type=int, default=0,
                     help="learning curve: evaluate on --eval-split every N iterations (0: off)")
@@ -210,11 +218,18 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     small = name != "full"
     iters = 100000 if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
+    if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
+        raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
+                         "--resume to continue it, or another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
+    if args.overwrite and not args.resume:
+        for old in [*(out / "snapshots").glob("*.caffemodel"), *(out / "snapshots").glob("*.solverstate"),
+                    out / "curve.json", out / "curve.png", out / "loss.png"]:
+            old.unlink(missing_ok=True)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     text = patch_data_layer(net_param_text(args.variant, cfg, True, args.net, name == "small"),
-                            root.resolve(), args.seed)
+                            root.resolve(), args.seed, augment=not args.no_augment)
     train_net = out / "train.prototxt"
     train_net.write_text(text)
     prefix = (out / "snapshots" / args.variant).resolve()

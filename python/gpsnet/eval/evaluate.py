@@ -64,10 +64,17 @@ class Progress:
 
 def evaluate_folders(pred_dirs: Sequence[str | os.PathLike], data_root: str | os.PathLike,
                      split: str = "val", progress: bool = False,
-                     num_classes: int = NUM_CLASSES) -> list[dict[str, Any]]:
+                     num_classes: int = NUM_CLASSES,
+                     ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Evaluate several predictions folders in one pass over the ground truth (each image's
-    annotations are read once). One result dict per folder, see `evaluate_folder`."""
+    annotations are read once). One result dict per folder, see `evaluate_folder`. ``ids``:
+    only these images of the split (default: all)."""
     dataset = GPSDataset(data_root, split)
+    if ids is not None:
+        unknown = sorted(set(ids) - set(dataset.ids))
+        if unknown:
+            raise ValueError(f"images not in {split}: {unknown[:5]}")
+        dataset.ids = list(ids)
     folders = [PredictionsFolder(d, num_classes) for d in pred_dirs]
     inst = [InstanceAccumulator(num_classes) for _ in folders]
     glob = [GlobalAccumulator(num_classes) for _ in folders]

@@ -1,0 +1,222 @@
+"""The ablation table: ``gpsnet ablate [--variants ...] [--seeds 0 1] [--iters N] [--out DIR]``.
+
+Trains every variant of the paper's Tables 2-3 (``loc``, ``ad_loc``, ``fuse``, ``ad_fuse``,
+``det_par``, ``ins_glo``) on the same data with the same budget, seed and solver, evaluates each
+on the same held-out split and writes the table (AP^p at 0.5..0.8, avg.AP, PCP0.5, mIoU, person
+box recall) as ``ablation.md`` and ``ablation.json`` with a bar chart ``ablation.png``.
+
+Resumable: a (variant, seed) whose ``<out>/<variant>-s<seed>/eval/results.json`` exists is not
+trained again, so an interrupted sweep continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpsnet.evaluate_net import LABELS
+from gpsnet.nets.builder import VARIANTS
+
+TABLE_ORDER: tuple[str, ...] = ("loc", "ad_loc", "fuse", "ad_fuse", "det_par", "ins_glo")
+COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
+                                        ("AP0.8", "0.8"))
+
+
+def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Train and evaluate one (variant, seed), or read its finished result."""
+    from gpsnet import evaluate_net, train
+    folder = args.out / f"{variant}-s{seed}"
+    result_file = folder / "eval" / "results.json"
+    if result_file.is_file():
+        print(f"ablate: {variant} seed {seed}: done before ({result_file})", flush=True)
+        return json.loads(result_file.read_text())
+    t0 = time.time()
+    argv = ["--variant", variant, "--setting", args.setting, "--data", str(root), "--iters", str(args.iters),
+            "--lr", str(args.lr), "--solver", args.solver, "--out", str(folder / "run"), "--seed", str(seed),
+            "--display", "100", "--overwrite"]
+    if args.weights:
+        argv += ["--weights", args.weights]
+    result = train.train(train.parse_args(argv))
+    t_train = time.time() - t0
+    rc = evaluate_net.main(["--variant", variant, "--setting", args.setting, "--weights", str(result["snapshot"]),
+                            "--data", str(root), "--split", args.split, "--out", str(folder / "eval"),
+                            "--overlays", str(args.overlays)])
+    if rc != 0:
+        raise RuntimeError(f"evaluation of {variant} seed {seed} failed")
+    res = json.loads(result_file.read_text())
+    res["train_seconds"] = round(t_train, 1)
+    res["total_seconds"] = round(time.time() - t0, 1)
+    result_file.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def run_parallel(jobs: list[tuple[str, int]], args: argparse.Namespace, root: Path, argv: list[str]) -> None:
+    """Run the unfinished jobs ``args.jobs`` at a time, each as ``gpsnet ablate`` of one variant
+    and seed in its own process (one BLAS thread); their logs go to ``<out>/<variant>-s<seed>.log``."""
+    import os
+    import subprocess
+    todo = [(v, s) for v, s in jobs if not (args.out / f"{v}-s{s}" / "eval" / "results.json").is_file()]
+    base = strip_options(argv, {"--variants", "--seeds", "--extra-seeds", "--jobs", "--data"})
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    running: list[tuple[str, int, Any, Any]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            v, s = todo.pop(0)
+            log = (args.out / f"{v}-s{s}.log").open("w")
+            cmd = [sys.executable, "-m", "gpsnet.cli", "ablate", *base, "--variants", v, "--seeds", str(s),
+                   "--data", str(root), "--jobs", "1"]
+            print(f"ablate: started {v} seed {s} (log {log.name})", flush=True)
+            running.append((v, s, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(2)
+        for item in list(running):
+            v, s, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"ablate: {v} seed {s} finished (rc {proc.returncode})", flush=True)
+                if proc.returncode:
+                    failed.append(f"{v} seed {s} (log {log.name})")
+    if failed:
+        raise RuntimeError("failed: " + ", ".join(failed))
+
+
+def strip_options(argv: list[str], names: set[str]) -> list[str]:
+    """``argv`` without the options ``names`` and their values."""
+    out, skip = [], False
+    for a in argv:
+        if a.startswith("--"):
+            skip = a.split("=")[0] in names
+            if not skip:
+                out.append(a)
+        elif not skip:
+            out.append(a)
+    return out
+
+
+def _pct(v: Any) -> float:
+    return float("nan") if v is None else 100.0 * float(v)
+
+
+def summarise(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per variant: mean and (with several seeds) the spread of every column over the seeds."""
+    out: dict[str, dict[str, Any]] = {}
+    for variant, results in rows.items():
+        cols: dict[str, list[float]] = {}
+        for r in results:
+            vals = {name: _pct(r["AP"][t]) for name, t in COLUMNS}
+            vals.update({"avg.AP": _pct(r["avg_AP"]), "PCP0.5": _pct(r.get("PCP")),
+                         "mIoU": _pct(r.get("mIoU")), "box recall": _pct(r.get("box_recall"))})
+            for k, v in vals.items():
+                cols.setdefault(k, []).append(v)
+        out[variant] = {"seeds": len(results),
+                        "mean": {k: float(np.mean(v)) for k, v in cols.items()},
+                        "min": {k: float(np.min(v)) for k, v in cols.items()},
+                        "max": {k: float(np.max(v)) for k, v in cols.items()},
+                        "train_seconds": [r.get("train_seconds") for r in results]}
+    return out
+
+
+def markdown(summary: dict[str, dict[str, Any]]) -> str:
+    keys = [c for c, _ in COLUMNS] + ["avg.AP", "PCP0.5", "mIoU", "box recall"]
+    lines = ["| Methods | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for variant in [v for v in TABLE_ORDER if v in summary]:
+        s = summary[variant]
+        cells = []
+        for k in keys:
+            m = s["mean"][k]
+            cell = "-" if np.isnan(m) else f"{m:.2f}"
+            if s["seeds"] > 1 and not np.isnan(m):
+                cell += f" ({s['min'][k]:.2f}-{s['max'][k]:.2f})"
+            cells.append(cell)
+        lines.append(f"| {LABELS[variant]} | {s['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    variants = [v for v in TABLE_ORDER if v in summary]
+    keys = [c for c, _ in COLUMNS] + ["avg.AP"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(variants))
+    for i, v in enumerate(variants):
+        s = summary[v]
+        means = [s["mean"][k] for k in keys]
+        err = None
+        if s["seeds"] > 1:
+            err = [[m - s["min"][k] for m, k in zip(means, keys)], [s["max"][k] - m for m, k in zip(means, keys)]]
+        ax.bar(np.arange(len(keys)) + (i - (len(variants) - 1) / 2) * width, np.nan_to_num(means), width,
+               yerr=err, capsize=2, label=LABELS[v])
+    ax.set_xticks(np.arange(len(keys)), keys)
+    ax.set_ylabel("%")
+    ax.set_title("ablation (synthetic test split); bars: seed range")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gpsnet ablate", description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(TABLE_ORDER))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0)")
+    ap.add_argument("--extra-seeds", nargs="*", default=[], metavar="VARIANT:SEED",
+                    help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
+    ap.add_argument("--setting", choices=("full", "small", "tiny"), default="small")
+    ap.add_argument("--iters", type=int, default=1400, help="training iterations of every variant")
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default="Adam")
+    ap.add_argument("--weights", help="initial .caffemodel of every variant (copied by layer name)")
+    ap.add_argument("--data", type=Path, help="data root (default: the demo's synthetic set)")
+    ap.add_argument("--num", type=int, default=600, help="synthetic images when --data is not given")
+    ap.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--overlays", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=Path("out/ablation"))
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at the same time, each in its own process with one BLAS thread "
+                         "(2 on a 2-core machine roughly doubles the throughput)")
+    args = ap.parse_args(argv)
+    from gpsnet import train
+    from gpsnet.nets.builder import setting
+    try:
+        root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)
+        jobs = [(v, s) for s in args.seeds for v in args.variants]
+        for item in args.extra_seeds:
+            v, _, s = item.partition(":")
+            if v not in VARIANTS or not s.isdigit():
+                raise ValueError(f"--extra-seeds {item!r}: expected VARIANT:SEED")
+            jobs.append((v, int(s)))
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        t0 = time.time()
+        if args.jobs > 1:
+            run_parallel(jobs, args, root, argv if argv is not None else sys.argv[1:])
+        for k, (variant, seed) in enumerate(jobs, start=1):
+            print(f"ablate: [{k}/{len(jobs)}] {variant} seed {seed}", flush=True)
+            rows.setdefault(variant, []).append(run_one(variant, seed, args, root))
+            summary = summarise(rows)
+            (args.out / "ablation.md").write_text(markdown(summary))
+            (args.out / "ablation.json").write_text(json.dumps(
+                {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
+                 "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
+            bar_chart(summary, args.out / "ablation.png")
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"gpsnet ablate: {err}", file=sys.stderr)
+        return 1
+    print(markdown(summarise(rows)))
+    print(f"ablate: {len(jobs)} run(s) in {time.time() - t0:.0f}s; table {args.out / 'ablation.md'}, "
+          f"chart {args.out / 'ablation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
