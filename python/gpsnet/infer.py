@@ -33,16 +33,27 @@ class Prediction:
     global_seg: np.ndarray | None    # H x W whole-image part label (variants with a global parser)
 
 
+def interpolation_matrix(coords: np.ndarray, n: int) -> np.ndarray:
+    """len(coords) x n weights of linear interpolation at ``coords`` (0 = centre of cell 0) over n
+    cells, the edge cells repeated outside (exact, unlike OpenCV's 1/32-quantised remap)."""
+    c = np.clip(np.asarray(coords, np.float64), 0.0, n - 1.0)
+    lo = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
+    frac = c - lo
+    w = np.zeros((c.size, n))
+    rows = np.arange(c.size)
+    w[rows, lo] = 1.0 - frac
+    if n > 1:
+        w[rows, lo + 1] += frac
+    return w
+
+
 def _resample(prob: np.ndarray, box: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
     """K x P x P maps over ``box`` sampled bilinearly at the pixels [y0, y1) x [x0, x1): pixel index
     i takes bin coordinate ``bin_coordinate(i)``, the inverse of what the nets read (gpsnet.geometry)."""
-    k, p, _ = prob.shape
-    mx = bin_coordinate(np.arange(x0, x1), box[0], box[2], p).astype(np.float32)
-    my = bin_coordinate(np.arange(y0, y1), box[1], box[3], p).astype(np.float32)
-    map_x = np.repeat(mx[None, :], y1 - y0, 0)
-    map_y = np.repeat(my[:, None], x1 - x0, 1)
-    return np.stack([cv2.remap(prob[c].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE) for c in range(k)])
+    _, p, _ = prob.shape
+    wx = interpolation_matrix(bin_coordinate(np.arange(x0, x1), box[0], box[2], p), p)
+    wy = interpolation_matrix(bin_coordinate(np.arange(y0, y1), box[1], box[3], p), p)
+    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
 
 
 def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -60,12 +71,9 @@ def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndar
 def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> np.ndarray:
     """K x h x w stride-``stride`` maps (cell i at pixel index ``stride * i``, gpsnet.geometry)
     resampled bilinearly to K x height x width."""
-    mx = (np.arange(width, dtype=np.float32) / stride)
-    my = (np.arange(height, dtype=np.float32) / stride)
-    map_x = np.repeat(mx[None, :], height, 0)
-    map_y = np.repeat(my[:, None], width, 1)
-    return np.stack([cv2.remap(c.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE) for c in prob])
+    wx = interpolation_matrix(np.arange(width) / stride, prob.shape[2])
+    wy = interpolation_matrix(np.arange(height) / stride, prob.shape[1])
+    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
 
 
 class Predictor:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpsnet.nets.builder import NetConfig, net_text, setting, solver_text, variant_dir, VARIANTS
+from gpsnet.nets.builder import (PAPER_LR, VARIANTS, NetConfig, learning_rate, net_text, setting, solver_text,
+                                 variant_dir)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,10 +71,6 @@ def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", aug
     if not found:
         raise ValueError("the train net has no GPSDataLayer")
     return text_format.MessageToString(net)
-
-
-def step_lr(base_lr: float, gamma: float, stepsize: int, it: int) -> float:
-    return base_lr * gamma ** math.floor(it / stepsize)
 
 
 def plot_log(log_path: Path, png: Path) -> None:
@@ -137,6 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, help="base learning rate (default 0.001, the paper's)")
     ap.add_argument("--solver", choices=("SGD", "Adam"), default="SGD",
                     help="SGD (the paper's, default) or Adam (short runs from random init, e.g. the demo)")
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default="step",
+                    help="step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at --iters)")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=0)
@@ -236,7 +235,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     solver_path = out / "solver.prototxt"
     solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
                                        snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr,
-                                       solver_type=args.solver))
+                                       solver_type=args.solver, lr_policy=args.lr_policy))
     if args.gpu is None:
         caffe.set_mode_cpu()
     else:
@@ -258,7 +257,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     else:
         log_path.write_text("")
     loss_names = [b for b in solver.net.outputs if "loss" in b]
-    base_lr = args.lr if args.lr is not None else 0.001
+    base_lr = args.lr if args.lr is not None else PAPER_LR["base_lr"]
     print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
           flush=True)
     last: dict[str, Any] = {}
@@ -279,7 +278,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
             it = solver.iter
             t0 = time.time()
             solver.step(1)
-            row: dict[str, Any] = {"iter": it, "lr": step_lr(base_lr, 0.1, 50000, it),
+            row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, base_lr, args.lr_policy, max(iters, 1)),
                                    "time": round(time.time() - t0, 4)}
             for k in loss_names:
                 row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])

@@ -63,14 +63,19 @@ class NetConfig:
 
     @staticmethod
     def small() -> "NetConfig":
-        return NetConfig(width=0.125, size=129, pooled=21, dilations=(2, 4, 6, 8), dropout=False,
+        """The CPU setting (docs/nets.md "Settings"): 1/8 width, 193-px canvas at output stride 4
+        with BatchNorm, P = 28, ASPP dilations scaled to the smaller maps as the paper's are to its
+        65-cell maps and 41-bin RoIs."""
+        return NetConfig(width=0.125, size=193, feat_stride=4, batch_norm=True, pooled=28,
+                         dilations=(4, 8, 12, 16), fc_channels=512, dropout=False,
                          anchor_sizes=(8, 16, 32, 64, 128), rpn_batch=64, roi_batch=32,
                          max_mask_rois=4, train_pre_nms=600, train_post_nms=64, test_pre_nms=300,
                          test_post_nms=32, min_size=2.0, max_persons=10, scales=(0.75, 1.25))
 
     @staticmethod
     def tiny() -> "NetConfig":
-        """The tests' setting: 65-px canvas, channel multiplier 1/16, P = 11."""
+        """The tests' setting: the small setting's structure (stride 4, BatchNorm) at a 65-px canvas,
+        channel multiplier 1/16, P = 11."""
         return replace(NetConfig.small(), width=0.0625, size=65, pooled=11, dilations=(1, 2, 3, 4),
                        anchor_sizes=(8, 16, 32, 64), rpn_batch=32, roi_batch=16, max_mask_rois=3,
                        train_pre_nms=300, train_post_nms=32, test_pre_nms=200, test_post_nms=16,
@@ -439,13 +444,34 @@ random_seed: {seed}
 """
 
 
+# The paper's schedule (section 5.1), written once: every solver and the training log read it.
+PAPER_LR = dict(base_lr=0.001, lr_policy="step", stepsize=50000, gamma=0.1)
+POLY_POWER = 0.9   # DeepLab-v2's "poly" policy: lr = base_lr (1 - iter / max_iter) ^ power
+
+
+def learning_rate(it: int, base_lr: float, policy: str, max_iter: int) -> float:
+    """The learning rate Caffe's solver uses at iteration ``it`` (policies "step" and "poly")."""
+    if policy == "step":
+        return base_lr * PAPER_LR["gamma"] ** (it // PAPER_LR["stepsize"])
+    if policy == "poly":
+        return base_lr * (1.0 - it / max_iter) ** POLY_POWER
+    raise ValueError(f"lr policy {policy!r}: step or poly")
+
+
 def solver_text(train_net: str, snapshot_prefix: str, max_iter: int = 100000, snapshot: int = 10000,
-                seed: int = 0, base_lr: float | None = None, solver_type: str = "SGD") -> str:
-    """The paper's solver; ``solver_type="Adam"`` (momentum2 0.999) is for short runs from scratch."""
+                seed: int = 0, base_lr: float | None = None, solver_type: str = "SGD",
+                lr_policy: str = "step") -> str:
+    """The paper's solver; ``solver_type="Adam"`` (momentum2 0.999) and ``lr_policy="poly"``
+    (DeepLab-v2's, power 0.9, down to 0 at ``max_iter``) are for short runs from scratch."""
     text = SOLVER_TEMPLATE.format(train_net=train_net, snapshot_prefix=snapshot_prefix,
                                   max_iter=max_iter, snapshot=snapshot, seed=seed)
     if base_lr is not None:
         text = text.replace("base_lr: 0.001", f"base_lr: {base_lr:g}")
+    if lr_policy == "poly":
+        text = text.replace('lr_policy: "step"\nstepsize: 50000\ngamma: 0.1\n',
+                            f'lr_policy: "poly"\npower: {POLY_POWER}\n')
+    elif lr_policy != "step":
+        raise ValueError(f"lr policy {lr_policy!r}: step or poly")
     if solver_type != "SGD":
         if solver_type != "Adam":
             raise ValueError(f"solver type {solver_type!r}: SGD or Adam")
