@@ -22,11 +22,11 @@ if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
 from gpsnet.nets.builder import NetConfig  # noqa: E402
+from gpsnet.train import CPU_SCHEDULE  # noqa: E402
 
 VARIANTS = ("ad_fuse", "loc")
 OVERFIT_IMAGES = 8
 OVERFIT_ITERS = 700
-OVERFIT_LR = 0.001
 OVERFIT_DATA_SEED = 5
 MIN_AP50 = 0.8
 MIN_BOX_RECALL = 0.9
@@ -49,7 +49,7 @@ def overfit(tmp_path_factory) -> dict[str, dict]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="2")
     procs = {v: subprocess.Popen(
         _gpsnet("train", "--variant", v, "--small", "--data", str(root), "--iters", str(OVERFIT_ITERS),
-                "--lr", str(OVERFIT_LR), "--solver", "Adam", "--no-augment", "--out", str(work / v),
+                *CPU_SCHEDULE.argv(), "--no-augment", "--out", str(work / v),
                 "--display", "100"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for v in VARIANTS}
     results = {}

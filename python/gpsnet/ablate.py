@@ -21,6 +21,7 @@ import numpy as np
 
 from gpsnet.evaluate_net import LABELS
 from gpsnet.nets.builder import VARIANTS
+from gpsnet.train import CPU_SCHEDULE
 
 TABLE_ORDER: tuple[str, ...] = ("loc", "ad_loc", "fuse", "ad_fuse", "det_par", "ins_glo")
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
@@ -37,7 +38,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
         return json.loads(result_file.read_text())
     t0 = time.time()
     argv = ["--variant", variant, "--setting", args.setting, "--data", str(root), "--iters", str(args.iters),
-            "--lr", str(args.lr), "--solver", args.solver, "--out", str(folder / "run"), "--seed", str(seed),
+            "--lr", str(args.lr), "--solver", args.solver, "--lr-policy", args.lr_policy, "--out", str(folder / "run"), "--seed", str(seed),
             "--display", "100", "--overwrite"]
     if args.weights:
         argv += ["--weights", args.weights]
@@ -172,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), default="small")
     ap.add_argument("--iters", type=int, default=1400, help="training iterations of every variant")
-    ap.add_argument("--lr", type=float, default=0.001)
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default="Adam")
+    ap.add_argument("--lr", type=float, default=CPU_SCHEDULE.base_lr)
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=CPU_SCHEDULE.solver)
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=CPU_SCHEDULE.lr_policy)
     ap.add_argument("--weights", help="initial .caffemodel of every variant (copied by layer name)")
     ap.add_argument("--data", type=Path, help="data root (default: the demo's synthetic set)")
     ap.add_argument("--num", type=int, default=600, help="synthetic images when --data is not given")
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "ablation.md").write_text(markdown(summary))
             (args.out / "ablation.json").write_text(json.dumps(
                 {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
+                 "lr_policy": args.lr_policy, "seeds": sorted({s for _, s in jobs}),
                  "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
             bar_chart(summary, args.out / "ablation.png")
     except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -13,12 +13,13 @@ import argparse
 import time
 from pathlib import Path
 
+from gpsnet import train
 from gpsnet.nets.builder import VARIANTS, NetConfig
+from gpsnet.train import CPU_SCHEDULE
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600
 DEMO_ITERS = 1400
-DEMO_LR = 0.001
 DEMO_EVAL_EVERY = 350
 DEMO_EVAL_LIMIT = 40
 
@@ -29,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=DEMO_NUM_IMAGES,
                     help=f"synthetic images (default {DEMO_NUM_IMAGES}, split 3:1:1)")
     ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default="Adam",
-                    help="default Adam: a short run from random init learns faster with it than with "
-                         "the paper's SGD")
-    ap.add_argument("--lr", type=float, default=DEMO_LR, help=f"base lr (default {DEMO_LR})")
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=CPU_SCHEDULE.solver,
+                    help=f"default {CPU_SCHEDULE.solver}: a short run from random init learns faster with it "
+                         "than with the paper's SGD")
+    ap.add_argument("--lr", type=float, default=CPU_SCHEDULE.base_lr, help=f"base lr (default {CPU_SCHEDULE.base_lr:g})")
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=CPU_SCHEDULE.lr_policy,
+                    help=f"default {CPU_SCHEDULE.lr_policy} (DeepLab-v2's, down to 0 at --iters)")
     ap.add_argument("--data", type=Path, help="use this data set instead of the synthetic one")
     ap.add_argument("--out", type=Path, default=Path("out/demo"))
     ap.add_argument("--eval-every", type=int, default=DEMO_EVAL_EVERY,
@@ -43,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-limit-test", type=int, default=0, help="evaluate at most N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from gpsnet import evaluate_net, train
+    from gpsnet import evaluate_net
     cfg = NetConfig.small()
     t0 = time.time()
     root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
     t_data = time.time() - t0
     result = train.train(train.parse_args([
         "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
-        "--lr", str(args.lr), "--solver", args.solver, "--out", str(args.out / "run"), "--seed", str(args.seed),
+        "--lr", str(args.lr), "--solver", args.solver, "--lr-policy", args.lr_policy, "--out", str(args.out / "run"), "--seed", str(args.seed),
         "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
         "--overwrite"]))
     t_train = time.time() - t0 - t_data

@@ -16,12 +16,30 @@ import os
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from gpsnet.nets.builder import (PAPER_LR, VARIANTS, NetConfig, learning_rate, net_text, setting, solver_text,
                                  variant_dir)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A solver schedule: what ``--solver``, ``--lr`` and ``--lr-policy`` select."""
+    solver: str
+    base_lr: float
+    lr_policy: str
+
+    def argv(self) -> list[str]:
+        return ["--solver", self.solver, "--lr", f"{self.base_lr:g}", "--lr-policy", self.lr_policy]
+
+
+# The paper's (section 5.1), the default of `gpsnet train`; and the CPU setting's for short runs from
+# random init (the demo, the ablation table, the overfit test; docs/nets.md "Schedules").
+PAPER_SCHEDULE = Schedule("SGD", PAPER_LR["base_lr"], PAPER_LR["lr_policy"])
+CPU_SCHEDULE = Schedule("Adam", 0.002, "poly")
 
 
 def default_cache() -> Path:
@@ -68,6 +86,10 @@ def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", aug
                 params.update(scales=[1.0, 1.0], mirror=False)
             layer.python_param.param_str = json.dumps(params, sort_keys=True)
             found = True
+        elif layer.type == "Python" and layer.python_param.layer == "ClassWeightsLayer":
+            params = json.loads(layer.python_param.param_str or "{}")
+            params.update(root=str(root), split=split)
+            layer.python_param.param_str = json.dumps(params, sort_keys=True)
     if not found:
         raise ValueError("the train net has no GPSDataLayer")
     return text_format.MessageToString(net)
@@ -131,10 +153,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", help="a .solverstate to continue from")
     ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
-    ap.add_argument("--lr", type=float, help="base learning rate (default 0.001, the paper's)")
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default="SGD",
+    ap.add_argument("--lr", type=float, help=f"base learning rate (default {PAPER_SCHEDULE.base_lr:g}, the paper's)")
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=PAPER_SCHEDULE.solver,
                     help="SGD (the paper's, default) or Adam (short runs from random init, e.g. the demo)")
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default="step",
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=PAPER_SCHEDULE.lr_policy,
                     help="step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at --iters)")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")

@@ -31,6 +31,7 @@ class NetConfig:
     feat_stride: int = 8                      # backbone output stride (DeepLab-v2: 8)
     batch_norm: bool = False                  # BatchNorm + Scale after each conv (CPU setting only)
     bn_momentum: float = 0.99                 # BatchNorm moving_average_fraction
+    class_balance: float = 0.0                # > 0: class-balanced parsing losses (CPU setting only)
     size: int = 513                           # canvas (8k + 1) of the data layer / test input
     pooled: int = 41                          # P
     dilations: tuple[int, ...] = (6, 12, 18, 24)
@@ -64,10 +65,10 @@ class NetConfig:
     @staticmethod
     def small() -> "NetConfig":
         """The CPU setting (docs/nets.md "Settings"): 1/8 width, 193-px canvas at output stride 4
-        with BatchNorm, P = 28, ASPP dilations scaled to the smaller maps as the paper's are to its
-        65-cell maps and 41-bin RoIs."""
-        return NetConfig(width=0.125, size=193, feat_stride=4, batch_norm=True, pooled=28,
-                         dilations=(4, 8, 12, 16), fc_channels=512, dropout=False,
+        with BatchNorm and class-balanced parsing losses, P = 28, ASPP dilations scaled to the
+        smaller maps as the paper's are to its 65-cell maps and 41-bin RoIs."""
+        return NetConfig(width=0.125, size=193, feat_stride=4, batch_norm=True, class_balance=0.5,
+                         pooled=28, dilations=(4, 8, 12, 16), fc_channels=512, dropout=False,
                          anchor_sizes=(8, 16, 32, 64, 128), rpn_batch=64, roi_batch=32,
                          max_mask_rois=4, train_pre_nms=600, train_post_nms=64, test_pre_nms=300,
                          test_post_nms=32, min_size=2.0, max_persons=10, scales=(0.75, 1.25))
@@ -225,6 +226,20 @@ def _softmax_loss(bottom, label, ignore: int = IGNORE_LABEL):
                              propagate_down=[True, False])
 
 
+def _parse_loss(n, bottom, label, cfg: NetConfig):
+    """The loss of a part-parsing output: softmax cross-entropy (the paper's), or with
+    ``cfg.class_balance`` the class-balanced one (InfogainLoss with ``class_weights``)."""
+    if not cfg.class_balance:
+        return _softmax_loss(bottom, label)
+    L, P = _caffe()
+    if "class_weights" not in n.tops:
+        n.class_weights = _python("class_weights", "ClassWeightsLayer",
+                                  params=dict(root=cfg.data_root, split="train", power=cfg.class_balance))
+    return L.InfogainLoss(bottom, label, n.class_weights,
+                          loss_param=dict(ignore_label=IGNORE_LABEL, normalization=P.Loss.VALID),
+                          propagate_down=[True, False, False])
+
+
 def _roi_align(features, rois, pooled: int, stride: int):
     """RoIAlign of a stride-``stride`` map in the nets' one pixel convention (gpsnet.geometry)."""
     L, _ = _caffe()
@@ -336,7 +351,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
     if variant in WITH_GLOBAL:
         glob = aspp(n, "", pool5, cfg, train)
         if train:
-            n.loss_global = _softmax_loss(glob, n.label_s8)
+            n.loss_global = _parse_loss(n, glob, n.label_s8, cfg)
         else:
             n.global_prob = L.Softmax(glob)
     detector(n, conv5_3, cfg, train)
@@ -360,11 +375,11 @@ def build(variant: str, cfg: NetConfig, train: bool):
             n.mask_label, n.mask_label_adj = _python(
                 "mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks, n.adjusted_rois,
                 ntop=2, params=dict(pooled=p))
-            n.loss_local = _softmax_loss(local, n.mask_label_adj)
+            n.loss_local = _parse_loss(n, local, n.mask_label_adj, cfg)
         else:
             n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index,
                                    n.gt_masks, params=dict(pooled=p))
-            n.loss_local = _softmax_loss(local, n.mask_label)
+            n.loss_local = _parse_loss(n, local, n.mask_label, cfg)
     if adjusted:
         n.local_back = L.AdjustBack(local, n.adjusted_rois, rois, propagate_down=[True, False, False],
                                     adjust_back_param=dict(outside_value=0))
@@ -376,7 +391,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
                   bn=_bn(cfg))
         final = _conv(n, "fuse_conv2", x, NUM_CLASSES, ks=1, relu=False, std=0.01)
         if train:
-            n.loss_fuse = _softmax_loss(final, n.mask_label)
+            n.loss_fuse = _parse_loss(n, final, n.mask_label, cfg)
     else:
         final = local
     if not train:
@@ -418,7 +433,7 @@ def _build_det_par(n, cfg: NetConfig, train: bool):
     if train:
         n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks,
                                params=dict(pooled=cfg.pooled))
-        n.loss_parse = _softmax_loss(score, n.mask_label)
+        n.loss_parse = _parse_loss(n, score, n.mask_label, cfg)
     else:
         n.parse_prob = L.Softmax(score)
     return n
