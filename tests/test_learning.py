@@ -25,8 +25,8 @@ from gpsnet.nets.builder import NetConfig  # noqa: E402
 from gpsnet.train import CPU_SCHEDULE  # noqa: E402
 
 VARIANTS = ("ad_fuse", "loc")
-OVERFIT_IMAGES = 8
-OVERFIT_ITERS = 700
+OVERFIT_IMAGES = 4
+OVERFIT_ITERS = 800
 OVERFIT_DATA_SEED = 5
 MIN_AP50 = 0.8
 MIN_BOX_RECALL = 0.9

@@ -19,8 +19,8 @@ from gpsnet.train import CPU_SCHEDULE
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600
-DEMO_ITERS = 1400
-DEMO_EVAL_EVERY = 350
+DEMO_ITERS = 1600
+DEMO_EVAL_EVERY = 400
 DEMO_EVAL_LIMIT = 40
 
 

@@ -1,0 +1,1 @@
+"""Experiment scripts whose numbers are quoted in docs/learning.md."""
