@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,20 +33,11 @@ def box_recall(pred_boxes: np.ndarray, gt_boxes: np.ndarray, iou: float = 0.5) -
 ORACLES: tuple[str, ...] = ("boxes", "faces")
 
 
-def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str = "val",
-                       limit: int = 0, oracle: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Parse the images of a split with ``predictor`` and evaluate in memory (nothing written).
-
-    The result has the keys of ``gpsnet.eval.evaluate_folder`` (without curves) and
-    ``box_recall``: the share of ground-truth persons with a detected box of IoU >= 0.5.
-    ``oracle``: "boxes" replaces the detected persons by the ground-truth boxes, "faces" the
-    detected faces by the ground-truth faces."""
-    from gpsnet.data.layout import GPSDataset
-    from gpsnet.eval.metrics import GlobalAccumulator, InstanceAccumulator
-    dataset = GPSDataset(data_root, split)
-    ids = dataset.ids[:limit] if limit else dataset.ids
-    inst, glob = InstanceAccumulator(), GlobalAccumulator()
-    hit = total = 0
+def parse_split(predictor: Predictor, dataset: Any, ids: list[str], oracle: tuple[str, ...] = ()
+                ) -> Iterator[tuple[str, Any, Any, tuple[int, int]]]:
+    """Parse the images ``ids`` of ``dataset`` (a GPSDataset): yields (image id, sample,
+    prediction, (persons found at IoU 0.5, persons)). ``oracle``: "boxes" replaces the detected
+    persons by the ground-truth boxes, "faces" the detected faces by the ground-truth faces."""
     for image_id in ids:
         sample = dataset.load(image_id)
         nonempty = sample.person_labels.reshape(sample.num_persons, -1).any(axis=1)
@@ -54,12 +45,28 @@ def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str =
             sample.image,
             person_boxes=sample.person_boxes[nonempty] if "boxes" in oracle else None,
             face_boxes=sample.face_boxes[sample.has_face] if "faces" in oracle else None)
+        yield image_id, sample, pred, box_recall(pred.boxes, sample.person_boxes[nonempty])
+
+
+def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str = "val",
+                       limit: int = 0, oracle: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parse the images of a split with ``predictor`` and evaluate in memory (nothing written).
+
+    The result has the keys of ``gpsnet.eval.evaluate_folder`` (without curves) and
+    ``box_recall``: the share of ground-truth persons with a detected box of IoU >= 0.5.
+    ``oracle``: see :func:`parse_split`."""
+    from gpsnet.data.layout import GPSDataset
+    from gpsnet.eval.metrics import GlobalAccumulator, InstanceAccumulator
+    dataset = GPSDataset(data_root, split)
+    ids = dataset.ids[:limit] if limit else dataset.ids
+    inst, glob = InstanceAccumulator(), GlobalAccumulator()
+    hit = total = 0
+    for _, sample, pred, (h, t) in parse_split(predictor, dataset, ids, oracle):
         shape = sample.image.shape[:2]
         masks = np.stack(pred.masks) if pred.masks else np.zeros((0,) + shape, np.uint8)
         inst.add(pred.scores, masks, sample.person_labels)
         if pred.global_seg is not None:
             glob.add(pred.global_seg, sample.global_label)
-        h, t = box_recall(pred.boxes, sample.person_boxes[nonempty])
         hit, total = hit + h, total + t
     res: dict[str, Any] = {"data": str(data_root), "split": split}
     res.update(inst.summary())
@@ -89,15 +96,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     hit = total = 0
     bar = Progress(len(ids), f"parsing {args.split}", enabled=getattr(args, "progress", True))
     with PredictionWriter(pred_dir) as writer:
-        for k, image_id in enumerate(ids):
-            sample = dataset.load(image_id)
-            nonempty = sample.person_labels.reshape(sample.num_persons, -1).any(axis=1)
-            pred = predictor.predict(
-                sample.image,
-                person_boxes=sample.person_boxes[nonempty] if "boxes" in oracle else None,
-                face_boxes=sample.face_boxes[sample.has_face] if "faces" in oracle else None)
+        for k, (image_id, sample, pred, (h, t)) in enumerate(parse_split(predictor, dataset, ids, oracle)):
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
-            h, t = box_recall(pred.boxes, sample.person_boxes[nonempty])
             hit, total = hit + h, total + t
             if k < args.overlays:
                 cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
