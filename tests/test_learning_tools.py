@@ -22,14 +22,6 @@ from gpsnet.viz import MIN_FIGURE_WIDTH  # noqa: E402
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    from gpsnet.data.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp("gps64")
-    generate_dataset(root, 10, size=64, seed=4)
-    return root
-
-
 def _train(data_root: Path, out: Path, *extra: str) -> dict:
     return train.train(train.parse_args(["--variant", "loc", "--setting", "tiny", "--data", str(data_root),
                                          "--iters", "4", "--out", str(out), "--display", "0",

@@ -21,14 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    from gpsnet.data.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp("gps64")
-    generate_dataset(root, 10, size=64, seed=3)
-    return root
-
-
 def test_committed_prototxts_match_builder():
     assert build_main(["--out", str(REPO / "prototxt"), "--check"]) == 0
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from gpsnet.evaluate_net import LABELS
 from gpsnet.nets.builder import VARIANTS
+from gpsnet import train
 from gpsnet.train import CPU_SCHEDULE
 
 TABLE_ORDER: tuple[str, ...] = ("loc", "ad_loc", "fuse", "ad_fuse", "det_par", "ins_glo")
@@ -30,7 +31,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP
 
 def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Train and evaluate one (variant, seed), or read its finished result."""
-    from gpsnet import evaluate_net, train
+    from gpsnet import evaluate_net
     folder = args.out / f"{variant}-s{seed}"
     result_file = folder / "eval" / "results.json"
     if result_file.is_file():
@@ -38,7 +39,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
         return json.loads(result_file.read_text())
     t0 = time.time()
     argv = ["--variant", variant, "--setting", args.setting, "--data", str(root), "--iters", str(args.iters),
-            "--lr", str(args.lr), "--solver", args.solver, "--lr-policy", args.lr_policy, "--out", str(folder / "run"), "--seed", str(seed),
+            *train.schedule_of(args).argv(), "--out", str(folder / "run"), "--seed", str(seed),
             "--display", "100", "--overwrite"]
     if args.weights:
         argv += ["--weights", args.weights]
@@ -173,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), default="small")
     ap.add_argument("--iters", type=int, default=1400, help="training iterations of every variant")
-    ap.add_argument("--lr", type=float, default=CPU_SCHEDULE.base_lr)
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default=CPU_SCHEDULE.solver)
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default=CPU_SCHEDULE.lr_policy)
+    train.add_schedule_args(ap, CPU_SCHEDULE, "the CPU schedule")
     ap.add_argument("--weights", help="initial .caffemodel of every variant (copied by layer name)")
     ap.add_argument("--data", type=Path, help="data root (default: the demo's synthetic set)")
     ap.add_argument("--num", type=int, default=600, help="synthetic images when --data is not given")
@@ -187,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="runs at the same time, each in its own process with one BLAS thread "
                          "(2 on a 2-core machine roughly doubles the throughput)")
     args = ap.parse_args(argv)
-    from gpsnet import train
     from gpsnet.nets.builder import setting
     try:
         root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)

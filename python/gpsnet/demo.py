@@ -30,12 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=DEMO_NUM_IMAGES,
                     help=f"synthetic images (default {DEMO_NUM_IMAGES}, split 3:1:1)")
     ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default=CPU_SCHEDULE.solver,
-                    help=f"default {CPU_SCHEDULE.solver}: a short run from random init learns faster with it "
-                         "than with the paper's SGD")
-    ap.add_argument("--lr", type=float, default=CPU_SCHEDULE.base_lr, help=f"base lr (default {CPU_SCHEDULE.base_lr:g})")
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default=CPU_SCHEDULE.lr_policy,
-                    help=f"default {CPU_SCHEDULE.lr_policy} (DeepLab-v2's, down to 0 at --iters)")
+    train.add_schedule_args(ap, CPU_SCHEDULE, "a short run from random init learns faster with it "
+                                               "than with the paper's SGD")
     ap.add_argument("--data", type=Path, help="use this data set instead of the synthetic one")
     ap.add_argument("--out", type=Path, default=Path("out/demo"))
     ap.add_argument("--eval-every", type=int, default=DEMO_EVAL_EVERY,
@@ -53,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     t_data = time.time() - t0
     result = train.train(train.parse_args([
         "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
-        "--lr", str(args.lr), "--solver", args.solver, "--lr-policy", args.lr_policy, "--out", str(args.out / "run"), "--seed", str(args.seed),
+        *train.schedule_of(args).argv(), "--out", str(args.out / "run"), "--seed", str(args.seed),
         "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
         "--overwrite"]))
     t_train = time.time() - t0 - t_data

@@ -94,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.overlays:
         overlay_dir.mkdir(parents=True, exist_ok=True)
     hit = total = 0
-    bar = Progress(len(ids), f"parsing {args.split}", enabled=getattr(args, "progress", True))
+    bar = Progress(len(ids), f"parsing {args.split}")
     with PredictionWriter(pred_dir) as writer:
         for k, (image_id, sample, pred, (h, t)) in enumerate(parse_split(predictor, dataset, ids, oracle)):
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)

@@ -202,9 +202,8 @@ def make_predictor(args: argparse.Namespace) -> Predictor:
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
-        overlay_dir: Path | None, max_overlays: int | None = None, data_root: Path | None = None) -> int:
-    """Predict every image; write predictions and overlays (with the ground truth of ``data_root``
-    when given). Returns the number of images."""
+        overlay_dir: Path | None, max_overlays: int | None = None) -> int:
+    """Predict every image; write predictions and overlays. Returns the number of images."""
     from gpsnet.viz import figure
     writer: Any = None
     if pred_dir is not None:
@@ -218,12 +217,8 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
         if writer is not None:
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
-            gt = None
-            if data_root is not None:
-                from gpsnet.data.layout import load_sample
-                gt = load_sample(data_root, image_id).global_label
             cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                        figure(image, pred.masks, pred.scores, pred.boxes, gt))
+                        figure(image, pred.masks, pred.scores, pred.boxes))
         n += 1
     if writer is not None:
         writer.close()

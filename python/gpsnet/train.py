@@ -42,6 +42,20 @@ PAPER_SCHEDULE = Schedule("SGD", PAPER_LR["base_lr"], PAPER_LR["lr_policy"])
 CPU_SCHEDULE = Schedule("Adam", 0.002, "poly")
 
 
+def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
+    """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values; ``schedule_of(args)`` reads them."""
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=default.solver,
+                    help=f"solver type (default {default.solver}: {why})")
+    ap.add_argument("--lr", type=float, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
+                    help=f"step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at the "
+                         f"last iteration); default {default.lr_policy}")
+
+
+def schedule_of(args: argparse.Namespace) -> Schedule:
+    return Schedule(args.solver, args.lr, args.lr_policy)
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("GPSNET_CACHE", Path.home() / ".cache" / "gpsnet"))
 
@@ -78,18 +92,19 @@ def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", aug
     net = caffe_pb2.NetParameter()
     text_format.Merge(text, net)
     found = False
+    def update(layer: Any, **values: Any) -> None:
+        params = json.loads(layer.python_param.param_str or "{}")
+        params.update(values)
+        layer.python_param.param_str = json.dumps(params, sort_keys=True)
+
     for layer in net.layer:
-        if layer.type == "Python" and layer.python_param.layer == "GPSDataLayer":
-            params = json.loads(layer.python_param.param_str or "{}")
-            params.update(root=str(root), seed=seed, split=split)
-            if not augment:
-                params.update(scales=[1.0, 1.0], mirror=False)
-            layer.python_param.param_str = json.dumps(params, sort_keys=True)
+        kind = layer.python_param.layer if layer.type == "Python" else None
+        if kind == "GPSDataLayer":
+            update(layer, root=str(root), seed=seed, split=split,
+                   **({} if augment else dict(scales=[1.0, 1.0], mirror=False)))
             found = True
-        elif layer.type == "Python" and layer.python_param.layer == "ClassWeightsLayer":
-            params = json.loads(layer.python_param.param_str or "{}")
-            params.update(root=str(root), split=split)
-            layer.python_param.param_str = json.dumps(params, sort_keys=True)
+        elif kind == "ClassWeightsLayer":   # the class weights follow the data the net trains on
+            update(layer, root=str(root), split=split)
     if not found:
         raise ValueError("the train net has no GPSDataLayer")
     return text_format.MessageToString(net)
@@ -153,11 +168,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", help="a .solverstate to continue from")
     ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
-    ap.add_argument("--lr", type=float, help=f"base learning rate (default {PAPER_SCHEDULE.base_lr:g}, the paper's)")
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default=PAPER_SCHEDULE.solver,
-                    help="SGD (the paper's, default) or Adam (short runs from random init, e.g. the demo)")
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default=PAPER_SCHEDULE.lr_policy,
-                    help="step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at --iters)")
+    add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=0)
@@ -279,7 +290,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     else:
         log_path.write_text("")
     loss_names = [b for b in solver.net.outputs if "loss" in b]
-    base_lr = args.lr if args.lr is not None else PAPER_LR["base_lr"]
+    base_lr = args.lr
     print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
           flush=True)
     last: dict[str, Any] = {}

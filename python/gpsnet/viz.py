@@ -63,7 +63,6 @@ def figure(image: np.ndarray, masks: Sequence[np.ndarray], scores: Sequence[floa
            min_width: int = MIN_FIGURE_WIDTH) -> np.ndarray:
     """[image | predicted persons' parts (boxes, scores) | ground truth, when given], enlarged to at
     least ``min_width`` pixels, with a legend of the part colours that appear."""
-    panels = [image]
     n_panels = 2 + (gt_label is not None)
     factor = max(1, -(-min_width // (n_panels * image.shape[1])))
     big = upscale(image, factor)
