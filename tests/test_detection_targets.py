@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
-from gpsnet.detection.boxes import bbox_transform, bbox_transform_inv
+from gpsnet.detection.boxes import bbox_transform_inv
 from gpsnet.detection.targets import (BBOX_STDS, AnchorTargetConfig, DetectConfig, ProposalConfig,
                                       RoiSampleConfig, anchor_targets, detect, mask_targets, propose,
                                       sample_rois)

@@ -21,7 +21,7 @@ if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
 from gpsnet.nets.builder import NetConfig  # noqa: E402
-from gpsnet.train import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
 
 VARIANTS = ("ad_fuse", "loc")
 OVERFIT_IMAGES = 4

@@ -17,6 +17,7 @@ if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
 from gpsnet import ablate, demo, evaluate_net, train  # noqa: E402
+from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
 from gpsnet.viz import MIN_FIGURE_WIDTH  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -25,7 +26,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 def _train(data_root: Path, out: Path, *extra: str) -> dict:
     return train.train(train.parse_args(["--variant", "loc", "--setting", "tiny", "--data", str(data_root),
                                          "--iters", "4", "--out", str(out), "--display", "0",
-                                         *train.CPU_SCHEDULE.argv(), *extra]))
+                                         *CPU_SCHEDULE.argv(), *extra]))
 
 
 def test_learning_curve_rows_and_plot(data_root, tmp_path):
@@ -38,7 +39,7 @@ def test_learning_curve_rows_and_plot(data_root, tmp_path):
     assert cv2.imread(str(tmp_path / "run" / "curve.png")) is not None
     # the CPU schedule's poly policy goes down to 0 at the last iteration
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert lrs[0] == pytest.approx(train.CPU_SCHEDULE.base_lr) and lrs == sorted(lrs, reverse=True)
+    assert lrs[0] == pytest.approx(CPU_SCHEDULE.base_lr) and lrs == sorted(lrs, reverse=True)
 
 
 def test_a_run_folder_is_not_replaced_by_accident(data_root, tmp_path):

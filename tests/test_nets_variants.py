@@ -65,7 +65,7 @@ def test_training_lowers_the_loss(variant, data_root, tmp_path):
 
 def test_resume_matches_uninterrupted_run(data_root, tmp_path):
     full = _train("ad_fuse", data_root, tmp_path / "full", 8)
-    part = _train("ad_fuse", data_root, tmp_path / "part", 4, extra=("--snapshot-every", "4"))
+    _train("ad_fuse", data_root, tmp_path / "part", 4, extra=("--snapshot-every", "4"))
     state = tmp_path / "part" / "snapshots" / "ad_fuse_iter_4.solverstate"
     assert state.is_file()
     resumed = _train("ad_fuse", data_root, tmp_path / "part", 8, extra=("--resume", str(state)))

@@ -22,7 +22,7 @@ import numpy as np
 from gpsnet.evaluate_net import LABELS
 from gpsnet.nets.builder import VARIANTS
 from gpsnet import train
-from gpsnet.train import CPU_SCHEDULE
+from gpsnet.nets.builder import CPU_SCHEDULE
 
 TABLE_ORDER: tuple[str, ...] = ("loc", "ad_loc", "fuse", "ad_fuse", "det_par", "ins_glo")
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),

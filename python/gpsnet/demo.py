@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 from gpsnet import train
-from gpsnet.nets.builder import VARIANTS, NetConfig
-from gpsnet.train import CPU_SCHEDULE
+from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, VARIANTS, NetConfig
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600
-DEMO_ITERS = 1600
+DEMO_ITERS = CPU_MAX_ITER
 DEMO_EVAL_EVERY = 400
 DEMO_EVAL_LIMIT = 40
 

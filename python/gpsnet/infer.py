@@ -20,7 +20,7 @@ import numpy as np
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import VARIANTS, NetConfig, setting
-from gpsnet.train import REPO_ROOT, net_param_text
+from gpsnet.train import net_param_text
 
 MEAN_BGR = np.array([104.008, 116.669, 122.675], np.float32)
 

@@ -16,30 +16,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
-from gpsnet.nets.builder import (PAPER_LR, VARIANTS, NetConfig, learning_rate, net_text, setting, solver_text,
-                                 variant_dir)
+from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, VARIANTS, NetConfig, Schedule,
+                                 learning_rate, net_text, setting, solver_text, variant_dir)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A solver schedule: what ``--solver``, ``--lr`` and ``--lr-policy`` select."""
-    solver: str
-    base_lr: float
-    lr_policy: str
-
-    def argv(self) -> list[str]:
-        return ["--solver", self.solver, "--lr", f"{self.base_lr:g}", "--lr-policy", self.lr_policy]
-
-
-# The paper's (section 5.1), the default of `gpsnet train`; and the CPU setting's for short runs from
-# random init (the demo, the ablation table, the overfit test; docs/nets.md "Schedules").
-PAPER_SCHEDULE = Schedule("SGD", PAPER_LR["base_lr"], PAPER_LR["lr_policy"])
-CPU_SCHEDULE = Schedule("Adam", 0.002, "poly")
 
 
 def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
@@ -48,7 +30,8 @@ def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) 
                     help=f"solver type (default {default.solver}: {why})")
     ap.add_argument("--lr", type=float, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
     ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
-                    help=f"step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at the "
+                    help=f"step (the paper's: x{PAPER_STEP['gamma']:g} every {PAPER_STEP['stepsize']}) or poly "
+                         f"(DeepLab-v2's, power {POLY_POWER}, to 0 at the "
                          f"last iteration); default {default.lr_policy}")
 
 
@@ -166,7 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--synthetic-num", type=int, default=200, help="images of the default synthetic set")
     ap.add_argument("--weights", help="initial .caffemodel, copied by layer name")
     ap.add_argument("--resume", help="a .solverstate to continue from")
-    ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
+    ap.add_argument("--iters", type=int, default=None, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
     add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
@@ -247,8 +230,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     import caffe
     name = args.setting or ("small" if args.small else "full")
     cfg = cfg or setting(name)
-    small = name != "full"
-    iters = 100000 if args.iters is None else args.iters
+    iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
@@ -266,9 +248,8 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     train_net.write_text(text)
     prefix = (out / "snapshots" / args.variant).resolve()
     solver_path = out / "solver.prototxt"
-    solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
-                                       snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr,
-                                       solver_type=args.solver, lr_policy=args.lr_policy))
+    solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), schedule_of(args),
+                                       max_iter=max(iters, 1), snapshot=args.snapshot_every, seed=args.seed))
     if args.gpu is None:
         caffe.set_mode_cpu()
     else:

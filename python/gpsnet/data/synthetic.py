@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import CLASS_ID, NUM_CLASSES, colorize
-from gpsnet.data.layout import global_label, mask_box, write_sample, write_split
+from gpsnet.data.layout import mask_box, write_sample, write_split
 
 C = CLASS_ID
 SCENES = ("indoor", "outdoor", "mixed")

@@ -1,0 +1,88 @@
+"""The Caffe tool path of a Caffe user (issue 12, item 1): after scripts/setup, from a folder laid out as the
+repository root (the committed prototxt/ and the data root its data layer names, data/synthetic),
+`.venv/bin/caffe train -solver prototxt/small/ad_fuse/solver.prototxt` trains the committed net with its
+Python layers and no hand-set variables, makes the snapshot folder, stops on Ctrl-C with a snapshot, and
+`caffe test` / `caffe time` run the same net."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CAFFE = Path(sys.executable).parent / "caffe"
+SOLVER = "prototxt/small/ad_fuse/solver.prototxt"
+NET = "prototxt/small/ad_fuse/train.prototxt"
+FIRST = re.compile(r"Iteration 0 \(.*\), loss = ")   # Caffe's display line of the first iteration
+
+
+@pytest.fixture(scope="module")
+def user_root(tmp_path_factory) -> Path:
+    """A copy of the repository root's layout: prototxt/ (linked) and data/synthetic (generated)."""
+    root = tmp_path_factory.mktemp("caffe_user")
+    (root / "prototxt").symlink_to(ROOT / "prototxt")
+    subprocess.run([sys.executable, "-m", "gpsnet.cli", "make-data", "--out", str(root / "data" / "synthetic"),
+                    "--num", "6", "--size", "192"], check=True, capture_output=True, timeout=120)
+    return root
+
+
+def _env() -> dict[str, str]:
+    # as a user's shell has it: no PYTHONPATH; glog to stderr, unbuffered, so the test can follow it
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return dict(env, GLOG_logtostderr="1", GLOG_logbuflevel="-1", OPENBLAS_NUM_THREADS="1")
+
+
+def test_caffe_train_committed_small_solver_stops_on_ctrl_c_with_a_snapshot(user_root):
+    assert not (user_root / "snapshots").exists()
+    log = user_root / "train.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(CAFFE), "train", "-solver", SOLVER], cwd=user_root, env=_env(),
+                                stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not FIRST.search(log.read_text()) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert FIRST.search(log.read_text()), "no first iteration in 300 s"
+        proc.send_signal(signal.SIGINT)   # Caffe's -sigint_effect stop (default): snapshot and stop
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Optimization stopped early" in text
+    snaps = sorted((user_root / "snapshots" / "small" / "ad_fuse").glob("ad_fuse_iter_*.caffemodel"))
+    assert snaps and snaps[0].stat().st_size > 0, text[-3000:]
+    assert snaps[0].with_suffix(".solverstate").is_file()
+    # the committed small solver is the CPU schedule (Adam, poly)
+    assert "Iteration 0, lr = 0.002" in text and "ModuleNotFoundError" not in text
+
+    # caffe test scores the committed net with those weights; caffe time times it
+    out = subprocess.run([str(CAFFE), "test", "-model", NET, "-weights", str(snaps[0]), "-iterations", "1"],
+                         cwd=user_root, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "loss_fuse =" in out.stderr
+    out = subprocess.run([str(CAFFE), "time", "-model", NET, "-iterations", "1"],
+                         cwd=user_root, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Average Forward-Backward" in out.stderr
+
+
+def test_caffe_train_says_when_the_snapshot_folder_cannot_be_made(user_root, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    text = (ROOT / SOLVER).read_text().replace('snapshot_prefix: "snapshots/small/ad_fuse/ad_fuse"',
+                                                f'snapshot_prefix: "{blocker}/sub/ad_fuse"')
+    solver.write_text(text)
+    out = subprocess.run([str(CAFFE), "train", "-solver", str(solver)], cwd=user_root, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert f"cannot make the snapshot folder {blocker}/sub" in out.stderr
