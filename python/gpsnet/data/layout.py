@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -160,8 +161,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"   # length 0, type, CRC
 _PNG_PALETTE = 3                                      # IHDR colour type of an indexed PNG
 _JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS, _JPEG_EOI_CODE, _JPEG_TEM = 0xDA, 0xD9, 0x01
+_JPEG_EOI = bytes([0xFF, _JPEG_EOI_CODE])
 _JPEG_RST = range(0xD0, 0xD8)
 # Image pixels as stored: EXIF orientation is NOT applied, so that an image and its annotations
 # (PNGs, which carry no orientation) always agree pixel for pixel.
@@ -215,7 +216,7 @@ def _png_header(path: Path, data: bytes, what: str, error: type[Exception]) -> t
         raise error(f"{path}: corrupt PNG (no IHDR chunk)")
     if data.rfind(PNG_IEND_CHUNK, 33) < 0:
         raise error(f"{path}: truncated PNG (no IEND chunk)")
-    return data[24], data[25]
+    return data[24], data[25]        # IHDR: width, height (4 bytes each), bit depth, colour type
 
 
 def _read_bytes(path: Path, what: str, error: type[Exception] = GPSDataError) -> bytes:
@@ -231,6 +232,14 @@ def _read_bytes(path: Path, what: str, error: type[Exception] = GPSDataError) ->
 _STDERR_LOCK = threading.Lock()
 
 
+def _capture_fd() -> int:
+    """A file descriptor of an anonymous file: a memory file on Linux, a temporary file elsewhere."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("gpsnet-imdecode")
+    with tempfile.TemporaryFile() as f:
+        return os.dup(f.fileno())
+
+
 def _imdecode_with_messages(buf: np.ndarray, flags: int) -> tuple[np.ndarray | None, list[str]]:
     """cv2.imdecode and the lines its decoder printed. libjpeg (inside OpenCV) reports corrupt
     data only as a warning printed on the process's stderr and still returns an image, so for
@@ -241,7 +250,7 @@ def _imdecode_with_messages(buf: np.ndarray, flags: int) -> tuple[np.ndarray | N
             saved = os.dup(2)
         except OSError:                       # no stderr at all: nothing to capture
             return cv2.imdecode(buf, flags), []
-        capture = os.memfd_create("gpsnet-imdecode")
+        capture = _capture_fd()
         try:
             os.dup2(capture, 2)
             try:
