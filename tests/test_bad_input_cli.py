@@ -17,7 +17,7 @@ from gpsnet import infer
 from gpsnet.data.layout import list_path, read_split
 from gpsnet.data.synthetic import generate_dataset
 from gpsnet.eval.cli import main as evaluate
-from gpsnet.eval.predictions import RESULTS_FILE, PredictionWriter, read_results
+from gpsnet.eval.predictions import RESULTS_FILE, PredictionsError, PredictionWriter, read_results
 from gpsnet.nets import builder
 
 SPLIT = "val"
@@ -129,6 +129,12 @@ def test_split_list_errors_name_the_list_not_results_txt(data: Path, tmp_path: P
     list_path(data, SPLIT).write_text("my photo\n")
     rc, _, err = _run(["--data", str(data), "--gt-as-predictions", str(tmp_path / "gt")], capsys)
     assert rc == 1 and f"{SPLIT}.txt:1: bad image id 'my photo': contains whitespace" in err
+
+
+def test_results_txt_ids_follow_the_same_rule(tmp_path: Path) -> None:
+    (tmp_path / RESULTS_FILE).write_text("# header\ngood 1 0.5\nbad\\id 1 0.5\n")
+    with pytest.raises(PredictionsError, match=r"results\.txt:3: bad image id 'bad\\\\id'"):
+        read_results(tmp_path)
 
 
 # ----------------------------------------------------------------------------- (11) infer --folder

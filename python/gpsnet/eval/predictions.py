@@ -151,7 +151,7 @@ def read_results(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         items = line.split()
-        image_id, rest = items[0], items[1:]
+        image_id, rest = check_image_id(items[0], f"{path}:{lineno}", PredictionsError), items[1:]
         if len(rest) % 2:
             raise PredictionsError(f"{path}:{lineno}: expected <id> then pairs <k> <score>")
         persons = []
