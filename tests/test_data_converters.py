@@ -68,11 +68,12 @@ def test_mhp1_bad_label_names_file(tmp_path: Path) -> None:
     with pytest.raises(GPSDataError, match=r"1_01_01\.png.*\[19\]"):
         converters.convert("mhp1", src, tmp_path / "out")
     _write_png(src / "annotations" / "1_01_01.png", np.zeros((H + 2, W), np.uint8))
+    # the failed conversion left images/ behind: replacing it needs overwrite
     with pytest.raises(GPSDataError, match=r"1_01_01\.png.*differs"):
-        converters.convert("mhp1", src, tmp_path / "out")
+        converters.convert("mhp1", src, tmp_path / "out", overwrite=True)
     (src / "annotations" / "1_01_01.png").unlink()
     with pytest.raises(GPSDataError, match="missing annotation"):
-        converters.convert("mhp1", src, tmp_path / "out")
+        converters.convert("mhp1", src, tmp_path / "out", overwrite=True)
 
 
 def test_mhp2(tmp_path: Path) -> None:

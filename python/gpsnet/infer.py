@@ -158,24 +158,42 @@ class Predictor:
                           global_seg=global_seg)
 
 
-def iter_images(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def iter_folder(folder: Path, failures: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """The images of ``folder`` (sorted by name) with their ids (`image_id_of_file`: "my photo.jpg"
+    is `my_photo`). A file that cannot be read, or whose id is invalid or taken by an earlier
+    file, is skipped with a message on stderr and appended to ``failures``; the others go on."""
+    from gpsnet.data.layout import GPSDataError, image_id_of_file, read_image
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES)
+    except OSError as err:
+        raise FileNotFoundError(f"{folder}: not a readable folder ({err.strerror or err})") from None
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images")
+    seen: dict[str, Path] = {}
+    for p in files:
+        try:
+            image_id = image_id_of_file(p)
+            if image_id in seen:
+                raise GPSDataError(f"{p}: image id {image_id!r} already taken by {seen[image_id].name}")
+            image = read_image(p)
+        except GPSDataError as err:
+            print(f"gpsnet infer: skipped {err}", file=sys.stderr)
+            failures.append(str(err))
+            continue
+        seen[image_id] = p
+        yield image_id, image
+
+
+def iter_images(args: argparse.Namespace, failures: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    from gpsnet.data.layout import image_id_of_file, image_path, read_image, read_split
     if args.image:
-        img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"{args.image}: cannot read the image")
-        yield Path(args.image).stem, img
+        yield image_id_of_file(args.image), read_image(args.image)
     elif args.folder:
-        files = sorted(p for p in Path(args.folder).iterdir()
-                       if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
-        if not files:
-            raise FileNotFoundError(f"{args.folder}: no images")
-        for p in files:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise FileNotFoundError(f"{p}: cannot read the image")
-            yield p.stem, img
+        yield from iter_folder(args.folder, failures)
     else:
-        from gpsnet.data.layout import image_path, read_image, read_split
         ids = read_split(args.data, args.split)
         if args.limit:
             ids = ids[:args.limit]
@@ -236,13 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/infer"),
                     help="writes <out>/predictions and <out>/overlays")
     args = ap.parse_args(argv)
+    failures: list[str] = []
     try:
         predictor = make_predictor(args)
-        n = run(predictor, iter_images(args), args.out / "predictions", args.out / "overlays")
+        n = run(predictor, iter_images(args, failures), args.out / "predictions", args.out / "overlays")
     except (FileNotFoundError, ValueError) as err:
         print(f"gpsnet infer: {err}", file=sys.stderr)
         return 1
     print(f"parsed {n} image(s): {args.out / 'predictions'}, {args.out / 'overlays'}")
+    if failures:
+        print(f"gpsnet infer: {len(failures)} image(s) failed and have no results:\n  "
+              + "\n  ".join(failures), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,6 @@
 """Converters from MHP v1, MHP v2 and CIHP into the GPS layout (docs/data.md has the class maps).
 
-`gpsnet convert --from mhp1|mhp2|cihp SRC OUT [--split 3:1:1] [--seed 0] [--all-to SPLIT]`
+`gpsnet convert --from mhp1|mhp2|cihp SRC OUT [--split 3:1:1] [--seed 0] [--all-to SPLIT] [--overwrite]`
 
 - MHP v1: `SRC/images/<id>.jpg`, `SRC/annotations/<id>_<NN>_<MM>.png` (its 19 classes).
   `SRC/train_list.txt` / `SRC/test_list.txt` (image file names), when present, give the splits:
@@ -13,26 +13,32 @@
   right by the centre of their box. `SRC/<name>_id.txt` lists, when present, select the ids.
 
 Without source lists the ids are shuffled with `--seed` and cut by `--split`; `--all-to SPLIT` puts
-every id into one split. Every problem raises GPSDataError naming the file.
+every id into one split. Listed ids without an image are dropped with a warning naming the list;
+a split given by a source list that ends empty is an error. OUT must be a new or empty folder
+(`--overwrite` replaces a previous conversion wholly) apart from SRC. Every problem raises
+GPSDataError naming the file.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
+import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from gpsnet.classes import CLASS_ID, IGNORE_LABEL, NUM_CLASSES
-from gpsnet.data.layout import (GPSDataError, SPLITS, annotation_path, image_path, mask_box, read_image,
-                                read_label, write_split)
+from gpsnet.data.layout import (JPEG_SUFFIXES, LAYOUT_DIRS, PNG_SUFFIX, SPLITS, AnnotationIndex, GPSDataError,
+                                annotation_path, check_image_id, encode_png, image_path, index_person_files,
+                                mask_box, person_files, read_image, read_label, write_split)
+from gpsnet.data.outputs import OVERWRITE_FLAG, check_apart, make_folder, prepare_output_folder, write_file
 from gpsnet.data.synthetic import parse_ratios, split_ids
 
 C = CLASS_ID
 IGN = IGNORE_LABEL
+IMAGE_SUFFIXES: tuple[str, ...] = JPEG_SUFFIXES + (PNG_SUFFIX,)
 
 # ----------------------------------------------------------------------------- class maps
 
@@ -111,11 +117,15 @@ def _copy_image(src: Path, root: Path, image_id: str) -> tuple[int, int]:
     """Copy a JPEG as is (re-encode anything else); returns its (h, w)."""
     img = read_image(src)  # validates
     dst = image_path(root, image_id)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.suffix.lower() in (".jpg", ".jpeg"):
-        shutil.copyfile(src, dst)
+    make_folder(dst.parent, GPSDataError)
+    if src.suffix.lower() in JPEG_SUFFIXES:
+        data = src.read_bytes()
     else:
-        cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise GPSDataError(f"{dst}: JPEG encoding failed")
+        data = buf.tobytes()
+    write_file(dst, data, GPSDataError)
     return img.shape[0], img.shape[1]
 
 
@@ -123,41 +133,25 @@ def _write_persons(root: Path, image_id: str, persons: Sequence[np.ndarray]) -> 
     n = len(persons)
     for k, lab in enumerate(persons, start=1):
         path = annotation_path(root, image_id, n, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), lab, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-            raise GPSDataError(f"{path}: cannot write")
+        make_folder(path.parent, GPSDataError)
+        write_file(path, encode_png(path, lab), GPSDataError)
 
 
 def _find_image(folder: Path, image_id: str) -> Path:
-    for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG"):
-        p = folder / f"{image_id}{ext}"
-        if p.is_file():
-            return p
+    for ext in IMAGE_SUFFIXES:
+        for e in (ext, ext.upper()):
+            p = folder / f"{image_id}{e}"
+            if p.is_file():
+                return p
     raise GPSDataError(f"{folder / (image_id + '.jpg')}: missing image")
 
 
-def _per_person_files(folder: Path, image_id: str) -> list[Path]:
-    files = {}
-    counts = set()
-    for p in folder.glob(f"{image_id}_*_*.png"):
-        parts = p.stem[len(image_id) + 1:].split("_")
-        if len(parts) != 2 or not all(s.isdigit() for s in parts):
-            continue
-        counts.add(int(parts[0]))
-        files[int(parts[1])] = p
-    if not files:
-        raise GPSDataError(f"{folder / (image_id + '_NN_MM.png')}: missing annotation for image {image_id!r}")
-    if len(counts) != 1 or sorted(files) != list(range(1, max(counts) + 1)) or max(counts) != len(files):
-        raise GPSDataError(f"{folder}: annotations of {image_id!r} are inconsistent: person counts "
-                           f"{sorted(counts)}, indices {sorted(files)}")
-    return [files[k] for k in sorted(files)]
-
-
-def _convert_per_person(src: Path, out: Path, image_id: str, ann_dir: str, lut: np.ndarray) -> int:
+def _convert_per_person(src: Path, out: Path, image_id: str, ann_dir: str, lut: np.ndarray,
+                        index: AnnotationIndex) -> int:
     img_file = _find_image(src / "images", image_id)
     h, w = _copy_image(img_file, out, image_id)
     persons = []
-    for f in _per_person_files(src / ann_dir, image_id):
+    for f in person_files(src / ann_dir, image_id, index):
         lab = map_labels(read_label(f, check_range=False), lut, f)
         if lab.shape != (h, w):
             raise GPSDataError(f"{f}: annotation size {lab.shape[1]}x{lab.shape[0]} differs from its image "
@@ -167,49 +161,84 @@ def _convert_per_person(src: Path, out: Path, image_id: str, ann_dir: str, lut: 
     return len(persons)
 
 
-def _ids_from_dir(folder: Path, exts: Iterable[str] = (".jpg", ".jpeg", ".png")) -> list[str]:
+def _ids_from_dir(folder: Path) -> list[str]:
+    """The ids of the images in a source folder, each checked by `check_image_id`."""
     if not folder.is_dir():
         raise GPSDataError(f"{folder}: missing image folder")
-    ids = sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in exts)
-    if not ids:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
         raise GPSDataError(f"{folder}: no images")
-    return ids
+    seen: dict[str, Path] = {}
+    for p in files:
+        check_image_id(p.stem, p)
+        if p.stem in seen:
+            raise GPSDataError(f"{p}: image id {p.stem!r} also used by {seen[p.stem].name}")
+        seen[p.stem] = p
+    return list(seen)
 
 
-def _read_id_list(path: Path) -> list[str]:
-    ids = [Path(line.strip()).stem if line.strip().lower().endswith((".jpg", ".png", ".jpeg")) else line.strip()
-           for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise GPSDataError(f"{path}: empty list")
-    return ids
+def _listed_ids(path: Path, known: set[str]) -> list[str]:
+    """The ids of a source list (one per line, `<id>` or an image file name), in file order: each
+    checked by `check_image_id`, a repeated id an error; ids without an image are dropped with one
+    warning giving their count. GPSDataError when none is left."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise GPSDataError(f"{path}: unreadable list ({err})") from None
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name:
+            continue
+        image_id = Path(name).stem if name.lower().endswith(IMAGE_SUFFIXES) else name
+        check_image_id(image_id, f"{path}:{lineno}")
+        if image_id in first_line:
+            raise GPSDataError(f"{path}:{lineno}: id {image_id!r} listed twice (first on line "
+                               f"{first_line[image_id]})")
+        first_line[image_id] = lineno
+        ids.append(image_id)
+    kept = [i for i in ids if i in known]
+    if len(kept) < len(ids):
+        dropped = [i for i in ids if i not in known]
+        warnings.warn(f"{path}: {len(dropped)} of {len(ids)} listed ids have no image; dropped "
+                      f"({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})", stacklevel=2)
+    if not kept:
+        raise GPSDataError(f"{path}: none of its {len(ids)} ids has an image in the source")
+    return kept
 
 
 # ----------------------------------------------------------------------------- the three sources
 
-def convert_mhp1(src: Path, out: Path) -> tuple[list[str], dict[str, list[str]] | None]:
+Splits = dict[str, list[str]]
+
+
+def convert_mhp1(src: Path, out: Path) -> tuple[list[str], Splits | None]:
     lut = make_lut(MHP1_MAP)
     ids = _ids_from_dir(src / "images")
+    index = index_person_files(src / "annotations")
     for image_id in ids:
-        _convert_per_person(src, out, image_id, "annotations", lut)
-    splits = None
-    if (src / "train_list.txt").is_file() or (src / "test_list.txt").is_file():
-        train = _read_id_list(src / "train_list.txt") if (src / "train_list.txt").is_file() else []
-        test = _read_id_list(src / "test_list.txt") if (src / "test_list.txt").is_file() else []
-        cut = split_ids(train, (3, 1, 0), seed=0)
-        splits = {"train": cut["train"], "val": cut["val"], "test": sorted(test)}
-    return ids, splits
+        _convert_per_person(src, out, image_id, "annotations", lut, index)
+    known = set(ids)
+    splits: Splits = {}
+    if (src / "train_list.txt").is_file():
+        cut = split_ids(_listed_ids(src / "train_list.txt", known), (3, 1, 0), seed=0)
+        splits.update(train=cut["train"], val=cut["val"])
+    if (src / "test_list.txt").is_file():
+        splits["test"] = sorted(_listed_ids(src / "test_list.txt", known))
+    return ids, splits or None
 
 
-def convert_mhp2(src: Path, out: Path) -> tuple[list[str], dict[str, list[str]] | None]:
+def convert_mhp2(src: Path, out: Path) -> tuple[list[str], Splits | None]:
     lut = make_lut(MHP2_MAP)
     ids = _ids_from_dir(src / "images")
+    index = index_person_files(src / "parsing_annos")
     for image_id in ids:
-        _convert_per_person(src, out, image_id, "parsing_annos", lut)
-    splits = None
+        _convert_per_person(src, out, image_id, "parsing_annos", lut, index)
+    known = set(ids)
     lists = {s: src / "list" / f"{s}.txt" for s in SPLITS}
-    if any(p.is_file() for p in lists.values()):
-        splits = {s: (_read_id_list(p) if p.is_file() else []) for s, p in lists.items()}
-    return ids, splits
+    splits = {s: _listed_ids(p, known) for s, p in lists.items() if p.is_file()}
+    return ids, splits or None
 
 
 def cihp_persons(category: np.ndarray, humans: np.ndarray, cat_file: Path) -> list[np.ndarray]:
@@ -230,7 +259,7 @@ def cihp_persons(category: np.ndarray, humans: np.ndarray, cat_file: Path) -> li
     return [persons[i] for i in order]
 
 
-def convert_cihp(src: Path, out: Path) -> tuple[list[str], dict[str, list[str]] | None]:
+def convert_cihp(src: Path, out: Path) -> tuple[list[str], Splits | None]:
     lut = make_lut(CIHP_MAP)
     ids = _ids_from_dir(src / "Images")
     human_dir = src / "Human_ids"
@@ -249,36 +278,44 @@ def convert_cihp(src: Path, out: Path) -> tuple[list[str], dict[str, list[str]] 
             if a.shape != (h, w):
                 raise GPSDataError(f"{f}: size {a.shape[1]}x{a.shape[0]} differs from its image {img_file} ({w}x{h})")
         _write_persons(out, image_id, cihp_persons(cat, hum, cat_file))
-    splits = None
     lists = sorted(src.glob("*_id.txt"))
     if lists:
-        listed = sorted(set(sum((_read_id_list(p) for p in lists), [])))
-        ids = [i for i in ids if i in set(listed)]
-    return ids, splits
+        known = set(ids)
+        listed = {i for p in lists for i in _listed_ids(p, known)}
+        ids = [i for i in ids if i in listed]
+    return ids, None
 
 
-CONVERTERS: dict[str, Callable[[Path, Path], tuple[list[str], dict[str, list[str]] | None]]] = {
+CONVERTERS: dict[str, Callable[[Path, Path], tuple[list[str], Splits | None]]] = {
     "mhp1": convert_mhp1, "mhp2": convert_mhp2, "cihp": convert_cihp,
 }
 
 
 def convert(kind: str, src: str | Path, out: str | Path, ratios: Sequence[float] = (3, 1, 1), seed: int = 0,
-            all_to: str | None = None) -> dict[str, list[str]]:
+            all_to: str | None = None, overwrite: bool = False) -> Splits:
+    """Convert ``src`` into the GPS layout under ``out``: a new or empty folder apart from ``src``
+    (``overwrite`` replaces a folder holding only a data set's folders). A split given by a
+    source list must not end empty."""
     src, out = Path(src), Path(out)
     if kind not in CONVERTERS:
         raise ValueError(f"unknown source {kind!r} (one of {sorted(CONVERTERS)})")
     if not src.is_dir():
         raise GPSDataError(f"{src}: no such folder")
+    check_apart(out, src, "the source folder", GPSDataError)
+    prepare_output_folder(out, LAYOUT_DIRS, "GPS-layout data set", overwrite, GPSDataError)
     ids, splits = CONVERTERS[kind](src, out)
-    known = set(ids)
     if all_to is not None:
         splits = {s: (list(ids) if s == all_to else []) for s in SPLITS}
     elif splits is None:
         splits = split_ids(ids, ratios, seed)
+    else:
+        empty = [name for name, lst in splits.items() if not lst]
+        if empty:
+            raise GPSDataError(f"{src}: split {empty[0]!r} given by the source lists would be empty "
+                               f"({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")
     for name in SPLITS:
-        lst = [i for i in splits.get(name, []) if i in known]
-        write_split(out, name, lst)
-        splits[name] = lst
+        splits[name] = list(splits.get(name, []))
+        write_split(out, name, splits[name])
     return splits
 
 
@@ -286,21 +323,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet convert", description=__doc__.split("\n\n")[0])
     ap.add_argument("--from", dest="kind", required=True, choices=sorted(CONVERTERS))
     ap.add_argument("src", help="the source data set folder")
-    ap.add_argument("out", help="the GPS-layout output folder")
+    ap.add_argument("out", help="the GPS-layout output folder (new or empty)")
     ap.add_argument("--split", type=parse_ratios, default=(3.0, 1.0, 1.0),
                     help="train:val:test ratios when the source has no lists (3:1:1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--all-to", choices=SPLITS, help="put every image into this split")
+    ap.add_argument(OVERWRITE_FLAG, action="store_true",
+                    help="replace OUT wholly when it holds a previous conversion")
     args = ap.parse_args(argv)
     try:
-        splits = convert(args.kind, args.src, args.out, args.split, args.seed, args.all_to)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            splits = convert(args.kind, args.src, args.out, args.split, args.seed, args.all_to, args.overwrite)
     except GPSDataError as err:
         print(f"convert: {err}", file=sys.stderr)
         return 1
+    finally:
+        for w in caught:
+            print(f"convert: warning: {w.message}", file=sys.stderr)
     print(f"convert: {args.kind} {args.src} -> {args.out}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

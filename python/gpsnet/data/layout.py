@@ -10,8 +10,11 @@ Every problem with the files raises `GPSDataError` (a `ValueError`) whose messag
 """
 from __future__ import annotations
 
+import io
 import os
 import re
+import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +24,13 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import FACE, IGNORE_LABEL, NUM_CLASSES
+from gpsnet.data.outputs import make_folder, write_file
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_DIR = "images"
 ANNOTATION_DIR = "annotations"
 LIST_DIR = "lists"
+LAYOUT_DIRS: tuple[str, ...] = (IMAGE_DIR, ANNOTATION_DIR, LIST_DIR)   # all a data set folder holds
 _ANN_RE = re.compile(r"^(?P<id>.+)_(?P<nn>\d{2,})_(?P<mm>\d{2,})\.png$")
 
 
@@ -56,9 +61,14 @@ def image_path(root: str | os.PathLike, image_id: str) -> Path:
     return Path(root) / IMAGE_DIR / f"{image_id}.jpg"
 
 
+def annotation_name(image_id: str, num: int, index: int) -> str:
+    """`<id>_<NN>_<MM>.png`; `index` is 1-based (MM)."""
+    return f"{image_id}_{num:02d}_{index:02d}.png"
+
+
 def annotation_path(root: str | os.PathLike, image_id: str, num: int, index: int) -> Path:
     """`index` is 1-based (MM)."""
-    return Path(root) / ANNOTATION_DIR / f"{image_id}_{num:02d}_{index:02d}.png"
+    return Path(root) / ANNOTATION_DIR / annotation_name(image_id, num, index)
 
 
 def list_path(root: str | os.PathLike, split: str) -> Path:
@@ -103,63 +113,229 @@ def global_label(person_labels: np.ndarray, shape: Sequence[int] | None = None) 
     return out
 
 
+# ----------------------------------------------------------------------------- ids
+
+ID_RULE = "non-empty, without whitespace, control characters, '/' or '\\', not starting with '#'"
+
+
+def image_id_problem(image_id: str) -> str | None:
+    """What is wrong with an image id (None when it is valid). The one rule for ids, used by the
+    layout, the split lists, the converters, the predictions format and `gpsnet infer`: lists and
+    results.txt are whitespace-separated with '#' comments, and an id names files."""
+    if not image_id:
+        return "empty"
+    if image_id.startswith("#"):
+        return "starts with '#' (a comment in lists and results.txt)"
+    for c in image_id:
+        if c.isspace():
+            return "contains whitespace (lists and results.txt are whitespace-separated)"
+        if not c.isprintable():
+            return "contains a control character"
+        if c in "/\\":
+            return "contains a path separator"
+    return None
+
+
+def check_image_id(image_id: str, where: str | os.PathLike,
+                   error: type[Exception] = GPSDataError) -> str:
+    """``image_id`` when valid, else ``error`` naming ``where`` (a file, or ``file:line``)."""
+    problem = image_id_problem(image_id)
+    if problem is not None:
+        raise error(f"{where}: bad image id {image_id!r}: {problem} (ids are {ID_RULE})")
+    return image_id
+
+
+def image_id_of_file(path: str | os.PathLike) -> str:
+    """The id of an image file outside the layout (`gpsnet infer --image/--folder`): its name
+    without the extension, each run of whitespace replaced by '_' ("my photo.jpg" -> "my_photo");
+    GPSDataError when that is still not a valid id."""
+    path = Path(path)
+    return check_image_id("_".join(path.stem.split()), path)
+
+
 # ----------------------------------------------------------------------------- reading
 
-def _check_jpeg_complete(path: Path, data: bytes) -> None:
-    if not data.startswith(b"\xff\xd8"):
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+PNG_SUFFIX = ".png"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"   # length 0, type, CRC
+_PNG_PALETTE = 3                                      # IHDR colour type of an indexed PNG
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOS, _JPEG_EOI_CODE, _JPEG_TEM = 0xDA, 0xD9, 0x01
+_JPEG_EOI = bytes([0xFF, _JPEG_EOI_CODE])
+_JPEG_RST = range(0xD0, 0xD8)
+# Image pixels as stored: EXIF orientation is NOT applied, so that an image and its annotations
+# (PNGs, which carry no orientation) always agree pixel for pixel.
+IMAGE_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# libjpeg's warnings that mean corrupt entropy-coded data (jerror.h: JWRN_HIT_MARKER,
+# JWRN_EXTRANEOUS_DATA, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_JPEG_EOF, ...).
+JPEG_CORRUPTION_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+
+
+def _check_jpeg_structure(path: Path, data: bytes) -> None:
+    """SOI first; the marker segments before the first scan well formed; an EOI marker somewhere
+    after the start of the first scan (bytes after EOI are allowed: cameras and editors append
+    data there)."""
+    if not data.startswith(_JPEG_SOI):
         raise GPSDataError(f"{path}: not a JPEG file (no SOI marker)")
-    if b"\xff\xd9" not in data[-64:]:
-        raise GPSDataError(f"{path}: truncated JPEG (no EOI marker at the end)")
+    pos, n = len(_JPEG_SOI), len(data)
+    while True:
+        if pos >= n:
+            raise GPSDataError(f"{path}: truncated JPEG (ends before its image data)")
+        if data[pos] != 0xFF:
+            raise GPSDataError(f"{path}: corrupt JPEG (no marker at byte {pos})")
+        while pos < n and data[pos] == 0xFF:   # fill bytes
+            pos += 1
+        if pos >= n:
+            raise GPSDataError(f"{path}: truncated JPEG (ends before its image data)")
+        marker = data[pos]
+        pos += 1
+        if marker == _JPEG_TEM or marker in _JPEG_RST:
+            continue
+        if marker == _JPEG_EOI_CODE:
+            raise GPSDataError(f"{path}: corrupt JPEG (EOI marker before any image data)")
+        if pos + 2 > n:
+            raise GPSDataError(f"{path}: truncated JPEG (ends before its image data)")
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            raise GPSDataError(f"{path}: corrupt JPEG (bad segment length at byte {pos})")
+        pos += length
+        if marker == _JPEG_SOS:
+            break
+    if data.find(_JPEG_EOI, pos) < 0:
+        raise GPSDataError(f"{path}: truncated JPEG (no EOI marker after the image data)")
 
 
-def _check_png_complete(path: Path, data: bytes) -> None:
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise GPSDataError(f"{path}: not a PNG file")
-    if b"IEND" not in data[-16:]:
-        raise GPSDataError(f"{path}: truncated PNG (no IEND chunk at the end)")
+def _png_header(path: Path, data: bytes, what: str, error: type[Exception]) -> tuple[int, int]:
+    """(bit depth, colour type) of a complete PNG; ``error`` for a missing signature, a missing
+    IHDR or IEND chunk (truncated). Bytes after IEND are allowed."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise error(f"{path}: not a PNG file (no PNG signature; is the {what} another format "
+                    "with a .png name?)")
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise error(f"{path}: corrupt PNG (no IHDR chunk)")
+    if data.rfind(PNG_IEND_CHUNK, 33) < 0:
+        raise error(f"{path}: truncated PNG (no IEND chunk)")
+    return data[24], data[25]        # IHDR: width, height (4 bytes each), bit depth, colour type
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
-    """The file's bytes; GPSDataError naming the file when it is missing or unreadable."""
+def _read_bytes(path: Path, what: str, error: type[Exception] = GPSDataError) -> bytes:
+    """The file's bytes; ``error`` naming the file when it is missing or unreadable."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise GPSDataError(f"{path}: missing {what}") from None
+        raise error(f"{path}: missing {what}") from None
     except OSError as err:
-        raise GPSDataError(f"{path}: unreadable {what} ({err})") from None
+        raise error(f"{path}: unreadable {what} ({err.strerror or err})") from None
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+def _capture_fd() -> int:
+    """A file descriptor of an anonymous file: a memory file on Linux, a temporary file elsewhere."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("gpsnet-imdecode")
+    with tempfile.TemporaryFile() as f:
+        return os.dup(f.fileno())
+
+
+def _imdecode_with_messages(buf: np.ndarray, flags: int) -> tuple[np.ndarray | None, list[str]]:
+    """cv2.imdecode and the lines its decoder printed. libjpeg (inside OpenCV) reports corrupt
+    data only as a warning printed on the process's stderr and still returns an image, so for
+    the decode file descriptor 2 points at a memory file (under a lock); what other threads wrote
+    meanwhile is passed on to the real stderr afterwards."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:                       # no stderr at all: nothing to capture
+            return cv2.imdecode(buf, flags), []
+        capture = _capture_fd()
+        try:
+            os.dup2(capture, 2)
+            try:
+                img = cv2.imdecode(buf, flags)
+            finally:
+                os.dup2(saved, 2)
+            size = os.lseek(capture, 0, os.SEEK_CUR)
+            text = os.pread(capture, size, 0).decode(errors="replace") if size else ""
+        finally:
+            os.close(capture)
+            os.close(saved)
+    mine = [ln for ln in text.splitlines() if ln.startswith(JPEG_CORRUPTION_WARNINGS)]
+    others = "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith(JPEG_CORRUPTION_WARNINGS))
+    if others:
+        os.write(2, others.encode())
+    return img, mine
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A colour image as uint8 H x W x 3 BGR; GPSDataError for a missing, truncated or corrupt file."""
+    """A colour image as uint8 H x W x 3 BGR, its pixels as stored (EXIF orientation ignored).
+    The one image reader of the project. GPSDataError for a missing, unreadable, truncated or
+    corrupt file: a JPEG must have the structure `_check_jpeg_structure` checks and decode without
+    libjpeg reporting corrupt data; a PNG must have its signature and IEND chunk."""
     path = Path(path)
     data = _read_bytes(path, "image")
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        _check_jpeg_complete(path, data)
-    elif path.suffix.lower() == ".png":
-        _check_png_complete(path, data)
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    suffix = path.suffix.lower()
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if suffix in JPEG_SUFFIXES:
+        _check_jpeg_structure(path, data)
+        img, corrupt = _imdecode_with_messages(buf, IMAGE_READ_FLAGS)
+        if corrupt:
+            raise GPSDataError(f"{path}: corrupt JPEG data (libjpeg: {corrupt[0]})")
+    else:
+        if suffix == PNG_SUFFIX:
+            _png_header(path, data, "image", GPSDataError)
+        img = cv2.imdecode(buf, IMAGE_READ_FLAGS)
     if img is None or img.ndim != 3 or img.shape[2] != 3:
         raise GPSDataError(f"{path}: unreadable or corrupt image")
     return img
 
 
-def read_label(path: str | os.PathLike, check_range: bool = True) -> np.ndarray:
-    """An 8-bit label PNG as uint8 H x W (a 3-channel file with equal channels is accepted)."""
+def read_label_png(path: str | os.PathLike, what: str = "annotation",
+                   error: type[Exception] = GPSDataError, first_channel: bool = False) -> np.ndarray:
+    """The one reader of label-map PNGs (annotations, CIHP maps, predicted maps): uint8 H x W.
+
+    - 8-bit grey: the values; indexed (palette) PNGs of any bit depth: the palette indices;
+    - 8-bit colour: the channels must be equal (or, with ``first_channel``, the first is used,
+      as MHP's tools write); an alpha channel is dropped;
+    - anything else (1, 2, 4 or 16-bit grey or colour) is refused: such a file is a mask or an
+      image, not a label map, and decoders would rescale its values.
+
+    ``error`` (naming the file) for a missing, truncated, corrupt or non-PNG file."""
     path = Path(path)
-    data = _read_bytes(path, "annotation")
-    _check_png_complete(path, data)
+    data = _read_bytes(path, what, error)
+    depth, colour = _png_header(path, data, what, error)
+    if colour == _PNG_PALETTE:
+        from PIL import Image   # Pillow comes with matplotlib; OpenCV would return the colours
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                lab = np.asarray(im, dtype=np.uint8) if im.mode == "P" else None
+        except (OSError, ValueError, SyntaxError):
+            lab = None
+        if lab is None or lab.ndim != 2:
+            raise error(f"{path}: unreadable or corrupt {what}")
+        return np.ascontiguousarray(lab)
+    if depth != 8:
+        raise error(f"{path}: {what} is a {depth}-bit PNG; a label map must be an 8-bit PNG "
+                    "(grey values, or palette indices)")
     lab = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if lab is None:
-        raise GPSDataError(f"{path}: unreadable or corrupt annotation")
-    if lab.dtype != np.uint8:
-        raise GPSDataError(f"{path}: annotation must be 8-bit, found {lab.dtype}")
+    if lab is None or lab.dtype != np.uint8:
+        raise error(f"{path}: unreadable or corrupt {what}")
     if lab.ndim == 3:
-        if lab.shape[2] == 4:
-            lab = lab[..., :3]
-        if not (np.array_equal(lab[..., 0], lab[..., 1]) and np.array_equal(lab[..., 0], lab[..., 2])):
-            raise GPSDataError(f"{path}: annotation must be a single-channel label map "
-                               "(colour PNG with differing channels)")
+        lab = lab[..., :3]
+        if not first_channel and not (np.array_equal(lab[..., 0], lab[..., 1])
+                                      and np.array_equal(lab[..., 0], lab[..., 2])):
+            raise error(f"{path}: {what} must be a single-channel label map "
+                        "(colour PNG with differing channels)")
         lab = np.ascontiguousarray(lab[..., 0])
+    return lab
+
+
+def read_label(path: str | os.PathLike, check_range: bool = True) -> np.ndarray:
+    """An annotation PNG (`read_label_png`) with its labels checked: 0..19 and 255."""
+    path = Path(path)
+    lab = read_label_png(path)
     if check_range:
         bad = (lab >= NUM_CLASSES) & (lab != IGNORE_LABEL)
         if bad.any():
@@ -172,9 +348,10 @@ def read_label(path: str | os.PathLike, check_range: bool = True) -> np.ndarray:
 AnnotationIndex = dict[str, list[tuple[int, int, Path]]]
 
 
-def index_annotations(root: str | os.PathLike) -> AnnotationIndex:
-    """{image id: [(NN, MM, path), ...]} of every file named like an annotation (one folder scan)."""
-    folder = Path(root) / ANNOTATION_DIR
+def index_person_files(folder: str | os.PathLike) -> AnnotationIndex:
+    """{image id: [(NN, MM, path), ...]} of every file named `<id>_<NN>_<MM>.png` in ``folder``
+    (one folder scan; no glob, so ids such as `img[1]` are found)."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise GPSDataError(f"{folder}: missing annotation folder")
     index: AnnotationIndex = {}
@@ -185,11 +362,16 @@ def index_annotations(root: str | os.PathLike) -> AnnotationIndex:
     return index
 
 
-def annotation_files(root: str | os.PathLike, image_id: str,
-                     index: AnnotationIndex | None = None) -> list[Path]:
-    """The annotation files of one image, validated: one NN for all, MM = 01..NN exactly.
-    `index` (from `index_annotations`) avoids scanning the folder for every image."""
-    folder = Path(root) / ANNOTATION_DIR
+def index_annotations(root: str | os.PathLike) -> AnnotationIndex:
+    """`index_person_files` of `<root>/annotations`."""
+    return index_person_files(Path(root) / ANNOTATION_DIR)
+
+
+def person_files(folder: str | os.PathLike, image_id: str,
+                 index: AnnotationIndex | None = None) -> list[Path]:
+    """The files `<id>_<NN>_<MM>.png` of one image in ``folder``, validated: one NN for all,
+    MM = 01..NN exactly. `index` (from `index_person_files`) avoids a folder scan per image."""
+    folder = Path(folder)
     if index is None:
         if not folder.is_dir():
             raise GPSDataError(f"{folder}: missing annotation folder")
@@ -212,12 +394,18 @@ def annotation_files(root: str | os.PathLike, image_id: str,
                            f"{sorted(counts)}")
     nn = counts.pop()
     if sorted(found) != list(range(1, nn + 1)):
-        missing = [annotation_path(root, image_id, nn, k).name for k in range(1, nn + 1) if k not in found]
+        missing = [annotation_name(image_id, nn, k) for k in range(1, nn + 1) if k not in found]
         extra = [found[k].name for k in sorted(found) if not 1 <= k <= nn]
         raise GPSDataError(f"{folder}: image {image_id!r} has {len(found)} annotation files but NN = {nn}"
                            + (f"; missing {missing}" if missing else "")
                            + (f"; unexpected {extra}" if extra else ""))
     return [found[k] for k in range(1, nn + 1)]
+
+
+def annotation_files(root: str | os.PathLike, image_id: str,
+                     index: AnnotationIndex | None = None) -> list[Path]:
+    """`person_files` of `<root>/annotations`."""
+    return person_files(Path(root) / ANNOTATION_DIR, image_id, index)
 
 
 def load_sample(root: str | os.PathLike, image_id: str, index: AnnotationIndex | None = None) -> Sample:
@@ -239,13 +427,27 @@ def load_sample(root: str | os.PathLike, image_id: str, index: AnnotationIndex |
 
 
 def read_split(root: str | os.PathLike, split: str) -> list[str]:
-    """The ids of a split list; GPSDataError when the list is missing or empty."""
+    """The ids of a split list; GPSDataError (naming the list, and the line) when the list is
+    missing, unreadable or empty, holds an invalid id (`check_image_id`) or an id twice."""
     path = list_path(root, split)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise GPSDataError(f"{path}: missing split list") from None
-    ids = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    except (OSError, UnicodeDecodeError) as err:
+        raise GPSDataError(f"{path}: unreadable split list ({err})") from None
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        image_id = line.strip()
+        if not image_id or image_id.startswith("#"):
+            continue
+        check_image_id(image_id, f"{path}:{lineno}")
+        if image_id in first_line:
+            raise GPSDataError(f"{path}:{lineno}: id {image_id!r} listed twice "
+                               f"(first on line {first_line[image_id]})")
+        first_line[image_id] = lineno
+        ids.append(image_id)
     if not ids:
         raise GPSDataError(f"{path}: empty split list")
     return ids
@@ -253,28 +455,35 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
 
 def write_split(root: str | os.PathLike, split: str, ids: Sequence[str]) -> Path:
     path = list_path(root, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
-    return path
+    for image_id in ids:
+        check_image_id(image_id, path)
+    make_folder(path.parent, GPSDataError)
+    return write_file(path, "".join(f"{i}\n" for i in ids), GPSDataError)
+
+
+def encode_png(path: Path, label: np.ndarray, error: type[Exception] = GPSDataError) -> bytes:
+    """An 8-bit label map as PNG bytes (fast compression); ``error`` naming ``path`` on failure."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(label, dtype=np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise error(f"{path}: PNG encoding failed")
+    return buf.tobytes()
 
 
 def write_sample(root: str | os.PathLike, image_id: str, image: np.ndarray,
                  person_labels: Sequence[np.ndarray], jpeg_quality: int = 92) -> None:
     """Write one image and its per-person annotations in the layout."""
     root = Path(root)
-    (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    (root / ANNOTATION_DIR).mkdir(parents=True, exist_ok=True)
+    check_image_id(image_id, image_path(root, image_id))
+    make_folder(root / IMAGE_DIR, GPSDataError)
+    make_folder(root / ANNOTATION_DIR, GPSDataError)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     if not ok:
         raise GPSDataError(f"{image_path(root, image_id)}: JPEG encoding failed")
-    image_path(root, image_id).write_bytes(buf.tobytes())
+    write_file(image_path(root, image_id), buf.tobytes(), GPSDataError)
     n = len(person_labels)
     for k, lab in enumerate(person_labels, start=1):
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(lab, dtype=np.uint8),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise GPSDataError(f"{annotation_path(root, image_id, n, k)}: PNG encoding failed")
-        annotation_path(root, image_id, n, k).write_bytes(buf.tobytes())
+        path = annotation_path(root, image_id, n, k)
+        write_file(path, encode_png(path, lab), GPSDataError)
 
 
 class GPSDataset:

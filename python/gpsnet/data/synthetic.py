@@ -1,7 +1,8 @@
 """A synthetic GPS-layout data set: groups of drawn people on cluttered backgrounds.
 
 `gpsnet make-data --out DIR [--num N] [--size 512] [--seed 0] [--scene indoor|outdoor|mixed]
-[--split 3:1:1] [--preview sheet.png]` writes `images/`, `annotations/` and `lists/` (docs/data.md).
+[--split 3:1:1] [--preview sheet.png] [--overwrite]` writes `images/`, `annotations/` and `lists/`
+(docs/data.md) into a new or empty DIR (`--overwrite` replaces a previous data set wholly).
 
 Each image holds 2..10 persons (a shifted, truncated Poisson count with mean 5.23 indoors and
 3.54 outdoors, the GPS statistics). Persons are drawn back to front with OpenCV polygons, lines and
@@ -23,7 +24,8 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import CLASS_ID, NUM_CLASSES, colorize
-from gpsnet.data.layout import mask_box, write_sample, write_split
+from gpsnet.data.layout import LAYOUT_DIRS, GPSDataError, mask_box, write_sample, write_split
+from gpsnet.data.outputs import OVERWRITE_FLAG, prepare_output_folder
 
 C = CLASS_ID
 SCENES = ("indoor", "outdoor", "mixed")
@@ -459,8 +461,9 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         vals = tuple(float(v) for v in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"split ratios must be numbers, got {text!r}") from None
-    if any(v < 0 for v in vals) or sum(vals) <= 0:
-        raise argparse.ArgumentTypeError(f"split ratios must be >= 0 with a positive sum, got {text!r}")
+    if not all(math.isfinite(v) and v >= 0 for v in vals) or sum(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"split ratios must be finite numbers >= 0 with a positive sum, "
+                                         f"got {text!r}")
     return vals  # type: ignore[return-value]
 
 
@@ -489,7 +492,8 @@ def image_scene(seed: int, index: int, scene: str) -> str:
 
 def generate_dataset(out: str | Path, num: int, size: int = 512, seed: int = 0, scene: str = "mixed",
                      ratios: Sequence[float] = (3, 1, 1)) -> dict[str, list[str]]:
-    """Write `num` images in the layout under `out`; returns the split lists."""
+    """Write `num` images in the layout under `out`; returns the split lists. The caller makes sure
+    that `out` is new or empty (`gpsnet make-data` does, with `prepare_output_folder`)."""
     out = Path(out)
     ids = []
     for i in range(num):
@@ -541,13 +545,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=parse_ratios, default=(3.0, 1.0, 1.0), help="train:val:test ratios (3:1:1)")
     ap.add_argument("--preview", metavar="PNG", help="also write a contact sheet of the first images")
     ap.add_argument("--preview-count", type=int, default=6)
+    ap.add_argument(OVERWRITE_FLAG, action="store_true", help="replace --out wholly when it holds a data set")
     args = ap.parse_args(argv)
     if args.num < 1:
         ap.error("--num must be >= 1")
     if args.size < 64:
         ap.error("--size must be >= 64")
     t0 = time.perf_counter()
-    splits = generate_dataset(args.out, args.num, args.size, args.seed, args.scene, args.split)
+    try:
+        prepare_output_folder(args.out, LAYOUT_DIRS, "GPS-layout data set", args.overwrite, GPSDataError)
+        splits = generate_dataset(args.out, args.num, args.size, args.seed, args.scene, args.split)
+    except GPSDataError as err:
+        print(f"make-data: {err}", file=sys.stderr)
+        return 1
     dt = time.perf_counter() - t0
     print(f"make-data: {args.num} images ({args.scene}, {args.size} px, seed {args.seed}) in {args.out}: "
           + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; {args.num / dt:.1f} images/s")

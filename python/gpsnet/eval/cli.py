@@ -2,7 +2,7 @@
 
     gpsnet evaluate --data ROOT --split val PRED_DIR [PRED_DIR ...] [--names A B ...]
                     [--json out.json] [--plot pr.png] [--classes]
-    gpsnet evaluate --data ROOT --split val --gt-as-predictions OUT [PRED_DIR ...]
+    gpsnet evaluate --data ROOT --split val --gt-as-predictions OUT [--overwrite] [PRED_DIR ...]
 
 Prints the paper's table (AP^p at 0.5 .. 0.8 and avg.AP in %, plus PCP at 0.5 and the global
 parser's mIoU), one row per folder. docs/evaluation.md defines the metrics and the folder format.
@@ -16,8 +16,9 @@ import warnings
 from pathlib import Path
 
 from gpsnet.data.layout import GPSDataError
-from gpsnet.eval.evaluate import (evaluate_folders, format_class_table, format_table, json_ready,
-                                  plot_curves, write_gt_as_predictions)
+from gpsnet.data.outputs import OVERWRITE_FLAG, write_file
+from gpsnet.eval.evaluate import (OutputFileError, check_output_file, evaluate_folders, format_class_table,
+                                  format_table, json_ready, plot_curves, plot_formats, write_gt_as_predictions)
 from gpsnet.eval.metrics import EvalInputError
 from gpsnet.eval.predictions import PredictionsError
 
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--plot", help="write precision/recall curves at 0.5 .. 0.8 to this PNG")
     ap.add_argument("--classes", action="store_true", help="also print the per-class IoU table")
     ap.add_argument("--gt-as-predictions", metavar="OUT",
-                    help="write the split's ground truth as a predictions folder OUT and evaluate it too")
+                    help="write the split's ground truth as a predictions folder OUT and evaluate it too "
+                         "(a new or empty folder outside the data root)")
+    ap.add_argument(OVERWRITE_FLAG, action="store_true",
+                    help="let --gt-as-predictions replace an existing predictions folder OUT")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -48,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpsnet evaluate: {len(args.names)} --names for {len(dirs)} folders", file=sys.stderr)
         return 2
     try:
+        if args.json:
+            check_output_file(args.json, "--json")
+        if args.plot:
+            check_output_file(args.plot, "--plot", plot_formats())
         if args.gt_as_predictions:
-            write_gt_as_predictions(args.data, args.split, args.gt_as_predictions, progress=not args.quiet)
+            write_gt_as_predictions(args.data, args.split, args.gt_as_predictions, progress=not args.quiet,
+                                    overwrite=args.overwrite, keep_apart=dirs)
             dirs.append(args.gt_as_predictions)
             names.append("ground truth")
         if not dirs:
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             results = evaluate_folders(dirs, args.data, args.split, progress=not args.quiet)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-    except (GPSDataError, PredictionsError, EvalInputError) as err:
+    except (GPSDataError, PredictionsError, EvalInputError, OutputFileError) as err:
         print(f"gpsnet evaluate: error: {err}", file=sys.stderr)
         return 1
     table = dict(zip(names, results))
@@ -80,13 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{res['extra_images']} results for images outside {args.split} (ignored)")
         if notes:
             print(f"note: {name}: " + "; ".join(notes))
-    if args.json:
-        payload = {name: json_ready(res, curves=args.curves_in_json) for name, res in table.items()}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_curves(table, args.plot)
-        print(f"wrote {args.plot}")
+    try:
+        if args.json:
+            payload = {name: json_ready(res, curves=args.curves_in_json) for name, res in table.items()}
+            write_file(args.json, json.dumps(payload, indent=2) + "\n", OutputFileError)
+            print(f"wrote {args.json}")
+        if args.plot:
+            plot_curves(table, args.plot)
+            print(f"wrote {args.plot}")
+    except OutputFileError as err:
+        print(f"gpsnet evaluate: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

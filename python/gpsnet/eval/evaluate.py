@@ -13,9 +13,10 @@ import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
 from gpsnet.data.layout import GPSDataset
+from gpsnet.data.outputs import check_apart, prepare_output_folder
 from gpsnet.eval.metrics import (PCP_THRESHOLD, TABLE_THRESHOLDS, THRESHOLDS, GlobalAccumulator,
                                  InstanceAccumulator)
-from gpsnet.eval.predictions import PredictionsFolder, PredictionWriter
+from gpsnet.eval.predictions import FOLDER_ENTRIES, PredictionsError, PredictionsFolder, PredictionWriter
 
 
 class Progress:
@@ -198,6 +199,30 @@ def json_ready(res: Mapping[str, Any], curves: bool = False) -> dict[str, Any]:
     return {k: clean(v) for k, v in res.items() if curves or k != "curves"}
 
 
+class OutputFileError(ValueError):
+    """An output file (--json, --plot) cannot be written where it was asked for."""
+
+
+def plot_formats() -> list[str]:
+    """The file suffixes (without the dot) that `plot_curves` can write (matplotlib's)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_output_file(path: str | os.PathLike, what: str, formats: Sequence[str] | None = None) -> Path:
+    """Before any work: OutputFileError unless ``path`` can be a new file (its folder exists, it
+    is not a folder) with one of ``formats`` as suffix (when given)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFileError(f"{path}: {what} names a folder, not a file")
+    if not path.parent.is_dir():
+        raise OutputFileError(f"{path}: {what}: no such folder {path.parent}")
+    if formats is not None and path.suffix.lower().lstrip(".") not in formats:
+        raise OutputFileError(f"{path}: {what}: unknown image format {path.suffix or '(no suffix)'!r}; "
+                              f"one of {', '.join('.' + f for f in formats)}")
+    return path
+
+
 def plot_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
                 thresholds: Iterable[float] = TABLE_THRESHOLDS) -> Path:
     """Precision/recall curves (one panel per threshold, one line per method) as a PNG."""
@@ -223,17 +248,31 @@ def plot_curves(results: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
         ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as err:
+        raise OutputFileError(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        plt.close(fig)
     return path
 
 
 def write_gt_as_predictions(data_root: str | os.PathLike, split: str, out: str | os.PathLike,
-                            progress: bool = False) -> Path:
+                            progress: bool = False, overwrite: bool = False,
+                            keep_apart: Sequence[str | os.PathLike] = ()) -> Path:
     """Write a split's ground truth as a predictions folder (score 1, the persons' maps,
     global_seg = the global label with ignored pixels as background, global_tag); evaluating it
-    gives AP 1 at every threshold."""
+    gives AP 1 at every threshold.
+
+    ``out`` must not be, lie inside or hold the data root or a folder of ``keep_apart`` (the
+    predictions folders evaluated in the same call); an existing non-empty ``out`` is refused
+    unless ``overwrite`` (then replaced wholly, if it holds nothing but a predictions folder's
+    entries). PredictionsError otherwise, before anything is written."""
+    check_apart(out, data_root, "the data root", PredictionsError)
+    for folder in keep_apart:
+        check_apart(out, folder, "the predictions folder", PredictionsError)
     dataset = GPSDataset(data_root, split)
+    prepare_output_folder(out, FOLDER_ENTRIES, "predictions folder", overwrite, PredictionsError)
     bar = Progress(len(dataset.ids), "writing ground truth as predictions", enabled=progress)
     with PredictionWriter(out, write_tags=True) as writer:
         for image_id in dataset.ids:

@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
+from gpsnet.data.layout import check_image_id, encode_png, read_label_png
+from gpsnet.data.outputs import make_folder, write_file
 from gpsnet.eval.metrics import as_label_uint8
 
 RESULTS_FILE = "results.txt"
 PERSONS_DIR = "persons"
 GLOBAL_SEG_DIR = "global_seg"
 GLOBAL_TAG_DIR = "global_tag"
+FOLDER_ENTRIES: tuple[str, ...] = (RESULTS_FILE, PERSONS_DIR, GLOBAL_SEG_DIR, GLOBAL_TAG_DIR)  # all it holds
 HEADER = ("# gpsnet predictions v1: <image id> then <k> <score> per predicted person; "
           "maps in persons/<id>_<kk>.png (docs/evaluation.md)\n")
 
@@ -56,10 +58,7 @@ def _write_png(path: Path, label: np.ndarray, what: str) -> None:
     if label.ndim != 2:
         raise PredictionsError(f"{path}: {what} must be an H x W label map, got shape {label.shape}")
     label = as_label_uint8(label, f"{path}: {what}", PredictionsError)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(label), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise PredictionsError(f"{path}: PNG encoding failed")
-    path.write_bytes(buf.tobytes())
+    write_file(path, encode_png(path, label, PredictionsError), PredictionsError)
 
 
 class PredictionWriter:
@@ -76,7 +75,7 @@ class PredictionWriter:
         self.folder = Path(folder)
         self.write_tags = write_tags
         self.num_classes = num_classes
-        (self.folder / PERSONS_DIR).mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder / PERSONS_DIR, PredictionsError)
         self._lines: dict[str, str] = {}
         self._closed = False
 
@@ -84,9 +83,7 @@ class PredictionWriter:
             masks: Sequence[np.ndarray] | np.ndarray, global_seg: np.ndarray | None = None) -> None:
         if self._closed:
             raise PredictionsError(f"{self.folder}: writer already closed")
-        if not image_id or any(c.isspace() for c in image_id) or "/" in image_id:
-            raise PredictionsError(f"{self.folder / RESULTS_FILE}: bad image id {image_id!r} "
-                                   "(no spaces or slashes)")
+        check_image_id(image_id, self.folder / RESULTS_FILE, PredictionsError)
         if image_id in self._lines:
             raise PredictionsError(f"{self.folder / RESULTS_FILE}: image {image_id!r} added twice")
         scores = [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(-1)]
@@ -107,13 +104,13 @@ class PredictionWriter:
                 raise PredictionsError(f"{path}: labels outside 0..{self.num_classes - 1}")
             _write_png(path, mask, "a person mask")
         if global_seg is not None:
-            (self.folder / GLOBAL_SEG_DIR).mkdir(exist_ok=True)
+            make_folder(self.folder / GLOBAL_SEG_DIR, PredictionsError)
             _write_png(global_seg_path(self.folder, image_id), global_seg, "global_seg")
         if self.write_tags and masks:
             tag = np.zeros(np.asarray(masks[0]).shape, dtype=np.uint8)
             for k in sorted(range(len(masks)), key=lambda i: scores[i]):  # highest score last
                 tag[np.asarray(masks[k]) > 0] = k + 1
-            (self.folder / GLOBAL_TAG_DIR).mkdir(exist_ok=True)
+            make_folder(self.folder / GLOBAL_TAG_DIR, PredictionsError)
             _write_png(global_tag_path(self.folder, image_id), tag, "global_tag")
         self._lines[image_id] = " ".join([image_id] + [f"{k} {s!r}" for k, s in
                                                        enumerate(scores, start=1)])
@@ -121,7 +118,7 @@ class PredictionWriter:
     def close(self) -> Path:
         path = self.folder / RESULTS_FILE
         if not self._closed:
-            path.write_text(HEADER + "".join(line + "\n" for line in self._lines.values()))
+            write_file(path, HEADER + "".join(line + "\n" for line in self._lines.values()), PredictionsError)
             self._closed = True
         return path
 
@@ -154,7 +151,7 @@ def read_results(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         items = line.split()
-        image_id, rest = items[0], items[1:]
+        image_id, rest = check_image_id(items[0], f"{path}:{lineno}", PredictionsError), items[1:]
         if len(rest) % 2:
             raise PredictionsError(f"{path}:{lineno}: expected <id> then pairs <k> <score>")
         persons = []
@@ -175,18 +172,9 @@ def read_results(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]
 
 
 def read_png_label(path: Path, what: str) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PredictionsError(f"{path}: missing {what}") from None
-    lab = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if lab is None:
-        raise PredictionsError(f"{path}: unreadable or corrupt {what}")
-    if lab.dtype != np.uint8:
-        raise PredictionsError(f"{path}: {what} must be 8-bit, found {lab.dtype}")
-    if lab.ndim == 3:  # MHP's tools write 3-channel label PNGs: use the first channel
-        lab = np.ascontiguousarray(lab[..., 0])
-    return lab
+    """A predicted label map: `gpsnet.data.layout.read_label_png` (PNG signature, bit depth and
+    palette checked), a 3-channel PNG read by its first channel as MHP's tools write."""
+    return read_label_png(path, what, PredictionsError, first_channel=True)
 
 
 def _check(path: Path, lab: np.ndarray, shape: tuple[int, int] | None, num_classes: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -544,11 +545,16 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet build-nets", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="prototxt", help="output folder (default: prototxt)")
+    from gpsnet.train import REPO_ROOT
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "prototxt",
+                    help="output folder (default: the repository's prototxt/, wherever the command runs)")
     ap.add_argument("--check", action="store_true",
                     help="only compare the files under --out with the builder's output")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out = args.out
+    if args.check and not out.is_dir():
+        print(f"gpsnet build-nets: {out}: no such folder", file=sys.stderr)
+        return 1
     stale = []
     for path, text in expected_files(out).items():
         if args.check:
