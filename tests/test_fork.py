@@ -102,6 +102,7 @@ def test_gpsnet_cli_usage():
     assert bad.returncode == 2 and "unknown command" in bad.stderr
 
 
+@pytest.mark.source_tree
 def test_fetch_caffe_is_cached_and_verified():
     out = subprocess.run([str(ROOT / "scripts" / "fetch_caffe")], capture_output=True, text=True,
                          timeout=60, check=True)

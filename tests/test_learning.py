@@ -17,6 +17,7 @@ import sys
 import pytest
 
 caffe = pytest.importorskip("caffe")
+pytestmark = pytest.mark.slow   # trains for minutes (pyproject markers)
 if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 

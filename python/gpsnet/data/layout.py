@@ -307,7 +307,7 @@ def read_label_png(path: str | os.PathLike, what: str = "annotation",
     data = _read_bytes(path, what, error)
     depth, colour = _png_header(path, data, what, error)
     if colour == _PNG_PALETTE:
-        from PIL import Image   # Pillow comes with matplotlib; OpenCV would return the colours
+        from PIL import Image   # Pillow (pinned in pyproject); OpenCV would return the colours
         try:
             with Image.open(io.BytesIO(data)) as im:
                 lab = np.asarray(im, dtype=np.uint8) if im.mode == "P" else None
