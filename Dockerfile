@@ -26,7 +26,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # CUDA toolkit (nvcc, cuBLAS, cuRAND) from NVIDIA's Debian 12 repository.
 RUN if [ "$FLAVOUR" = cuda ]; then \
       apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
-      && curl -fsSL -o /tmp/cuda-keyring.deb "$CUDA_REPO/cuda-keyring_1.1-1_all.deb" \
+      && { curl -fsSL -o /tmp/cuda-keyring.deb "$CUDA_REPO/cuda-keyring_1.1-1_all.deb" \
+           || { echo "NVIDIA's CUDA repository $CUDA_REPO cannot be reached: build FLAVOUR=cpu, or set CUDA_REPO to a mirror" >&2; exit 1; }; } \
       && dpkg -i /tmp/cuda-keyring.deb && rm /tmp/cuda-keyring.deb \
       && apt-get update \
       && apt-get install -y --no-install-recommends "cuda-nvcc-$CUDA_VERSION" "cuda-cudart-dev-$CUDA_VERSION" \

@@ -68,6 +68,12 @@ def test_eval_writes_recall_and_oracle_rows(data_root, tmp_path, capsys):
     assert "oracle boxes" in capsys.readouterr().out
     overlay = next((tmp_path / "oracle" / "overlays").glob("*.png"))
     assert cv2.imread(str(overlay)).shape[1] >= MIN_FIGURE_WIDTH
+    # both oracles and the flip test together (issue 11's CI check)
+    assert evaluate_net.main(common + ["--out", str(tmp_path / "all"), "--oracle", "boxes", "--oracle", "faces",
+                                       "--flip"]) == 0
+    both = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert both["oracle"] == ["boxes", "faces"] and both["flip"] is True and both["box_recall"] == 1.0
+    assert "(oracle boxes+faces) (flip)" in capsys.readouterr().out
 
 
 def test_ablate_writes_the_table_and_resumes(data_root, tmp_path, capsys):

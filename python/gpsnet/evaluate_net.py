@@ -107,7 +107,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     results = evaluate_folders([pred_dir], args.data, args.split, ids=ids)[0]
     results["box_recall"] = hit / total if total else float("nan")
     results["oracle"] = list(oracle)
-    label = LABELS.get(args.variant, args.variant) + (f" (oracle {'+'.join(oracle)})" if oracle else "")
+    results["flip"] = predictor.flip
+    label = LABELS.get(args.variant, args.variant) + (f" (oracle {'+'.join(oracle)})" if oracle else "") \
+        + (" (flip)" if predictor.flip else "")
     print(f"{len(ids)} image(s) of {args.data} ({args.split}); person box recall at IoU 0.5: "
           f"{100 * results['box_recall']:.1f}%")
     print(format_table({label: results}))

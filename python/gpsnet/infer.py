@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import VARIANTS, NetConfig, setting
@@ -77,7 +78,10 @@ def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> n
 
 
 class Predictor:
-    """A variant's test net with weights; ``predict(image)`` parses one BGR image."""
+    """A variant's test net with weights; ``predict(image)`` parses one BGR image
+    (``probabilities``: preprocess + forward, then ``decode``); ``flip``: the flip test."""
+
+    flip: bool = False
 
     def __init__(self, variant: str, weights: str | None, cfg: NetConfig, net: str | None = None,
                  small: bool = False, gpu: int | None = None, score_thresh: float = 0.0,
@@ -103,59 +107,143 @@ class Predictor:
                 return i
         raise ValueError(f"the test net has no layer with top {top!r}")
 
-    def predict(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
-                face_boxes: np.ndarray | None = None) -> Prediction:
-        """Parse one BGR image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace
-        the detector's persons (each with score 1) / faces: oracle evaluation."""
+    def _inject(self, top: str, rows: np.ndarray) -> None:
+        """Replace the detector's ``top`` (person_rois / face_rois) with ``rows`` (N x 4, net
+        coordinates of the canvas), each with score 1."""
+        rows = np.concatenate([np.zeros((rows.shape[0], 1)), rows], axis=1)
+        write_blob(self.net.blobs[top], rows.astype(np.float32))
+        write_blob(self.net.blobs[top.replace("_rois", "_scores")], np.ones(rows.shape[0], np.float32))
+
+    def _forward(self, canvas: np.ndarray, im_info: list[float], persons: np.ndarray | None,
+                 faces: np.ndarray | None) -> RawOutput:
+        """One pass of the test net on a mean-subtracted canvas; ``persons`` / ``faces`` (N x 4, net
+        coordinates) replace the detector's."""
+        self.net.blobs["data"].data[...] = canvas.transpose(2, 0, 1)[None]
+        self.net.blobs["im_info"].data[...] = [im_info]
+        # _forward: net.forward() would read every output blob, and reading a zero-count blob
+        # (no detected face) aborts pycaffe.
+        last = len(self.net.layers) - 1
+        if persons is None and faces is None:
+            self.net._forward(0, last)
+        else:
+            det = self._layer_of_top("person_rois")
+            self.net._forward(0, det)
+            for top, rows in (("person_rois", persons), ("face_rois", faces)):
+                if rows is not None:
+                    self._inject(top, rows)
+            self.net._forward(det + 1, last)
+        b = self.net.blobs
+        parts = "mask_prob" if self.variant == "ins_glo" else "parse_prob"
+        n = b["person_rois"].data.reshape(-1, 5).shape[0]
+        return RawOutput(rois=b["person_rois"].data.reshape(-1, 5)[:, 1:].astype(np.float64),
+                         scores=b["person_scores"].data.reshape(-1).copy(),
+                         parts=b[parts].data[:n].astype(np.float32) if n else np.zeros((0, 1, 1, 1), np.float32),
+                         global_prob=b["global_prob"].data[0].copy() if "global_prob" in b else None)
+
+    def probabilities(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
+                      face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Probabilities:
+        """Preprocess (fit into the canvas, never enlarged, as the data layer) and forward one BGR
+        image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace the detector's
+        persons (each with score 1) / faces: oracle evaluation. ``flip`` (default ``self.flip``)
+        also parses the mirrored image with the mirrored persons (and faces, where given) and
+        averages the probabilities, left/right part channels swapped back (PGN, Parsing R-CNN)."""
         h, w = image.shape[:2]
         s = self.size
         scale = min(1.0, s / h, s / w)   # as the data layer: fit the longer side, never enlarge
         rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
         canvas = np.zeros((s, s, 3), np.float32)
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - MEAN_BGR
-        self.net.blobs["data"].data[...] = canvas.transpose(2, 0, 1)[None]
-        self.net.blobs["im_info"].data[...] = [[rh, rw, scale]]
-        # _forward: net.forward() would read every output blob, and reading a zero-count blob
-        # (no detected face) aborts pycaffe.
-        last = len(self.net.layers) - 1
-        if person_boxes is None and face_boxes is None:
-            self.net._forward(0, last)
+        im_info = [rh, rw, scale]
+
+        def net_boxes(boxes: np.ndarray | None) -> np.ndarray | None:
+            return None if boxes is None else to_net(np.asarray(boxes, np.float64).reshape(-1, 4) * scale)
+
+        faces = net_boxes(face_boxes)
+        out = self._forward(canvas, im_info, net_boxes(person_boxes), faces)
+        glob = None if out.global_prob is None else upsample_s8(out.global_prob, rh, rw, self.cfg.feat_stride)
+        parts = out.parts
+        if self.flip if flip is None else flip:
+            mirrored = canvas.copy()
+            mirrored[:rh, :rw] = canvas[:rh, :rw][:, ::-1]
+            mout = self._forward(mirrored, im_info, mirror_boxes(out.rois, rw),
+                                 None if faces is None else mirror_boxes(faces, rw))
+            if glob is not None:
+                mglob = upsample_s8(mout.global_prob, rh, rw, self.cfg.feat_stride)
+                glob = 0.5 * (glob + unflip_prob(mglob))
+            if len(parts):
+                parts = 0.5 * (parts + unflip_prob(mout.parts))
+        return Probabilities(rois=out.rois, scores=out.scores, parts=parts, global_prob=glob,
+                             scale=scale, size=(rh, rw), image_size=(h, w))
+
+    def predict(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
+                face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Prediction:
+        """Parse one BGR image: :meth:`probabilities`, then :func:`decode`."""
+        return decode(self.probabilities(image, person_boxes, face_boxes, flip), self.variant, self.score_thresh)
+
+
+@dataclass
+class RawOutput:
+    """What one pass of a test net gives (net coordinates of the canvas)."""
+    rois: np.ndarray                 # N x 4 person boxes
+    scores: np.ndarray               # N
+    parts: np.ndarray                # N x K x P x P part probabilities over each box (ins_glo: mask)
+    global_prob: np.ndarray | None   # K x h x w at the feature stride
+
+
+@dataclass
+class Probabilities:
+    """One image's probabilities before decoding: persons in net coordinates of the canvas, the
+    global parsing resampled to the canvas' image region (rh x rw)."""
+    rois: np.ndarray
+    scores: np.ndarray
+    parts: np.ndarray
+    global_prob: np.ndarray | None   # K x rh x rw
+    scale: float
+    size: tuple[int, int]            # rh, rw: the image's region of the canvas
+    image_size: tuple[int, int]      # h, w
+
+
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """N x 4 boxes in pixel-index (net) coordinates, mirrored in an image region ``width`` wide:
+    pixel x becomes pixel width - 1 - x (gpsnet.geometry)."""
+    out = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    out[:, [0, 2]] = (width - 1) - out[:, [2, 0]]
+    return out
+
+
+def unflip_prob(prob: np.ndarray) -> np.ndarray:
+    """(..., K, H, W) probabilities of a mirrored input back to the input's frame: the last axis
+    reversed and, with K part classes, the left/right part channels swapped (classes.LR_PAIRS).
+    A mirrored box's RoI bin j is the original box's bin P - 1 - j."""
+    out = prob[..., ::-1]
+    if prob.shape[-3] == NUM_CLASSES:
+        out = out[..., flip_lut()[:NUM_CLASSES], :, :]
+    return np.ascontiguousarray(out)
+
+
+def decode(probs: Probabilities, variant: str, score_thresh: float = 0.0) -> Prediction:
+    """Per-person part maps pasted into the image (arg-max within each box) and the global
+    parsing, at the image's size; persons scoring below ``score_thresh`` dropped."""
+    (rh, rw), (h, w) = probs.size, probs.image_size
+    glob = probs.global_prob
+    masks, keep = [], []
+    for i in range(probs.rois.shape[0]):
+        if probs.scores[i] < score_thresh:
+            continue
+        box = probs.rois[i]
+        if variant == "ins_glo":
+            inst = paste(probs.parts[i], box, rh, rw) > 0
+            m = np.where(inst, glob.argmax(0), 0).astype(np.uint8)
         else:
-            det = self._layer_of_top("person_rois")
-            self.net._forward(0, det)
-            for top, boxes in (("person_rois", person_boxes), ("face_rois", face_boxes)):
-                if boxes is None:
-                    continue
-                boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-                rows = np.concatenate([np.zeros((boxes.shape[0], 1)), to_net(boxes * scale)], axis=1)
-                write_blob(self.net.blobs[top], rows.astype(np.float32))
-                score_top = top.replace("_rois", "_scores")
-                write_blob(self.net.blobs[score_top], np.ones(boxes.shape[0], np.float32))
-            self.net._forward(det + 1, last)
-        b = self.net.blobs
-        rois = b["person_rois"].data.reshape(-1, 5).copy()
-        scores = b["person_scores"].data.reshape(-1).copy()
-        glob = None
-        if "global_prob" in b:
-            glob = upsample_s8(b["global_prob"].data[0], rh, rw, self.cfg.feat_stride)
-        masks, keep = [], []
-        for i in range(rois.shape[0]):
-            if scores[i] < self.score_thresh:
-                continue
-            box = rois[i, 1:]
-            if self.variant == "ins_glo":
-                inst = paste(b["mask_prob"].data[i], box, rh, rw) > 0
-                m = np.where(inst, glob.argmax(0), 0).astype(np.uint8)
-            else:
-                m = paste(b["parse_prob"].data[i], box, rh, rw)
-            masks.append(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST))
-            keep.append(i)
-        keep_a = np.asarray(keep, np.int64)
-        global_seg = None
-        if glob is not None:
-            global_seg = cv2.resize(glob.argmax(0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        return Prediction(scores=scores[keep_a], boxes=from_net(rois[keep_a, 1:]) / scale, masks=masks,
-                          global_seg=global_seg)
+            m = paste(probs.parts[i], box, rh, rw)
+        masks.append(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST))
+        keep.append(i)
+    keep_a = np.asarray(keep, np.int64)
+    global_seg = None
+    if glob is not None:
+        global_seg = cv2.resize(glob.argmax(0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return Prediction(scores=probs.scores[keep_a], boxes=from_net(probs.rois[keep_a].reshape(-1, 4)) / probs.scale,
+                      masks=masks, global_seg=global_seg)
 
 
 FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -211,12 +299,17 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--score-thresh", type=float, default=0.0,
                     help="drop persons scoring below (default 0: AP ranks every detection)")
     ap.add_argument("--limit", type=int, default=0, help="at most N images of the split (0: all)")
+    ap.add_argument("--flip", action="store_true",
+                    help="flip test: also parse the mirrored image (with the mirrored persons), average "
+                         "the probabilities with left/right parts swapped back")
 
 
 def make_predictor(args: argparse.Namespace) -> Predictor:
     name = args.setting or ("small" if args.small else "full")
-    return Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
-                     gpu=args.gpu, score_thresh=args.score_thresh)
+    predictor = Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
+                          gpu=args.gpu, score_thresh=args.score_thresh)
+    predictor.flip = args.flip
+    return predictor
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
