@@ -34,8 +34,9 @@ def user_root(tmp_path_factory) -> Path:
 
 def _env() -> dict[str, str]:
     # as a user's shell has it: no PYTHONPATH; glog to stderr, unbuffered, so the test can follow it
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return dict(env, GLOG_logtostderr="1", GLOG_logbuflevel="-1", OPENBLAS_NUM_THREADS="1")
+    # (in-process pycaffe users in this pytest run set GLOG_minloglevel=2: drop every inherited GLOG_)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("GLOG_")}
+    return dict(env, GLOG_logtostderr="1", GLOG_logbuflevel="-1", GLOG_minloglevel="0", OPENBLAS_NUM_THREADS="1")
 
 
 def test_caffe_train_committed_small_solver_stops_on_ctrl_c_with_a_snapshot(user_root):
