@@ -10,19 +10,29 @@ run repeats the uninterrupted one.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_LR, VARIANTS, NetConfig, learning_rate, net_text, setting, solver_text,
                                  variant_dir)
 
+from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RC_NON_FINITE = 3
+RC_DATA_ERROR = 4
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,22 @@ PAPER_SCHEDULE = Schedule("SGD", PAPER_LR["base_lr"], PAPER_LR["lr_policy"])
 CPU_SCHEDULE = Schedule("Adam", 0.002, "poly")
 
 
+def learning_rate_arg(text: str) -> float:
+    """``--lr``: a finite number > 0 (NaN, inf, 0 or a negative rate only ever diverge)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
     """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values; ``schedule_of(args)`` reads them."""
     ap.add_argument("--solver", choices=("SGD", "Adam"), default=default.solver,
                     help=f"solver type (default {default.solver}: {why})")
-    ap.add_argument("--lr", type=float, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
+    ap.add_argument("--lr", type=learning_rate_arg, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
     ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
                     help=f"step (the paper's: x0.1 at 50000) or poly (DeepLab-v2's, power 0.9, to 0 at the "
                          f"last iteration); default {default.lr_policy}")
@@ -75,13 +96,75 @@ def ensure_synthetic(root: Path | None, size: int, num: int, seed: int = 0) -> P
 
 
 def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
-    """The prototxt text: ``--net`` if given, the committed file when it exists, else the builder."""
+    """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
+    when it exists, else the builder."""
     if net:
-        return Path(net).read_text()
+        return read_net_prototxt(Path(net))
     committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
     if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
         return committed.read_text()
     return net_text(variant, cfg, train)
+
+
+def read_net_prototxt(path: Path) -> str:
+    """A prototxt's text; ``ValueError`` naming the file when it is not a readable NetParameter."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    try:
+        text = path.read_text()
+        text_format.Merge(text, caffe_pb2.NetParameter())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--net {path}: unreadable ({err})") from None
+    except text_format.ParseError as err:
+        raise ValueError(f"--net {path}: not a Caffe net prototxt (NetParameter): {err}") from None
+    return text
+
+
+def net_outputs(net: Any) -> list[str]:
+    """The output blobs of a NetParameter's TRAIN net: tops no later layer reads."""
+    from caffe.proto import caffe_pb2
+    outputs: dict[str, None] = {}
+    for layer in net.layer:
+        if any(rule.HasField("phase") and rule.phase != caffe_pb2.TRAIN for rule in layer.include):
+            continue
+        for b in layer.bottom:
+            outputs.pop(b, None)
+        for t in layer.top:
+            outputs[t] = None
+    return list(outputs)
+
+
+def add_loss_guard(text: str) -> tuple[str, list[str]]:
+    """Append ``FiniteLossGuardLayer`` (reading the loss outputs, no top) to a train prototxt: a NaN
+    or infinite loss then stops ``solver.step`` before its backward pass. Returns the text and the
+    loss names (the outputs with "loss" in their name)."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(text, net)
+    losses = [b for b in net_outputs(net) if "loss" in b]
+    if not losses:
+        raise ValueError("the train net has no loss output (no output blob named *loss*)")
+    guard = net.layer.add()
+    guard.name, guard.type = "finite_loss_guard", "Python"
+    guard.bottom.extend(losses)
+    guard.python_param.module = "gpsnet.layers.finite_loss"
+    guard.python_param.layer = "FiniteLossGuardLayer"
+    guard.python_param.param_str = json.dumps({"losses": losses})
+    return text_format.MessageToString(net), losses
+
+
+def check_split_files(root: Path, split: str) -> int:
+    """Every image and annotation file of a split exists and is readable (no decoding: fast);
+    ``GPSDataError`` naming the first bad file. Returns the number of images."""
+    from gpsnet.data.layout import GPSDataError, GPSDataset, annotation_files, image_path, index_annotations
+    dataset = GPSDataset(root, split)
+    index = index_annotations(root)
+    for image_id in dataset.ids:
+        for f in [image_path(root, image_id), *annotation_files(root, image_id, index)]:
+            if not os.access(f, os.R_OK):
+                raise GPSDataError(f"{f}: unreadable (split {split!r})")
+    return len(dataset.ids)
 
 
 def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", augment: bool = True) -> str:
@@ -240,9 +323,92 @@ class LearningCurve:
         return row
 
 
+class TrainingStopped(RuntimeError):
+    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code."""
+
+    def __init__(self, message: str, rc: int) -> None:
+        super().__init__(message)
+        self.rc = rc
+
+
+def staging_root() -> Path:
+    """Where Caffe writes a snapshot before it is copied into the run folder: memory-backed
+    /dev/shm when there is one (Caffe aborts on a failed write; the copy gives a clear error)."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def snapshot_bytes(net: Any, solver_type: str) -> int:
+    """An upper bound of a snapshot's size: the weights, plus the solver's history (SGD: one copy,
+    Adam: two), plus 1 MiB of structure."""
+    weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
+    return weights * (3 if solver_type == "Adam" else 2) + (1 << 20)
+
+
+class Snapshotter:
+    """Snapshots of a solver whose ``snapshot_prefix`` points into ``staging``: ``save()`` lets
+    Caffe write there (after checking the room), then copies the .caffemodel and the .solverstate
+    (its ``learned_net`` set to the final .caffemodel) into the run folder under temporary names,
+    renamed when complete: the final names never hold a partial file, and a failed write is a
+    ``WriteFailed`` naming the path and the errno."""
+
+    def __init__(self, solver: Any, staging: Path, prefix: Path, solver_type: str) -> None:
+        self.solver, self.staging, self.prefix, self.solver_type = solver, staging, prefix, solver_type
+        self.saved: dict[int, Path] = {}   # iteration -> .caffemodel written by this run
+
+    def last_before(self, it: int) -> Path | None:
+        """The latest snapshot of this run taken before iteration ``it``."""
+        earlier = [i for i in self.saved if i < it]
+        return self.saved[max(earlier)] if earlier else None
+
+    def paths(self, it: int) -> tuple[Path, Path]:
+        return Path(f"{self.prefix}_iter_{it}.caffemodel"), Path(f"{self.prefix}_iter_{it}.solverstate")
+
+    def save(self) -> Path:
+        from caffe.proto import caffe_pb2
+        from gpsnet.safeio import WriteFailed
+        need = snapshot_bytes(self.solver.net, self.solver_type)
+        st = os.statvfs(self.staging)
+        if st.f_bavail * st.f_frsize < need:
+            raise WriteFailed(self.staging, OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
+                                                    f"needs about {need >> 20} MiB)"))
+        it = self.solver.iter
+        self.solver.snapshot()
+        staged_model, staged_state = (Path(f"{self.staging / self.prefix.name}_iter_{it}{ext}")
+                                      for ext in (".caffemodel", ".solverstate"))
+        model, state_path = self.paths(it)
+        try:
+            atomic_copy(staged_model, model)
+            state = caffe_pb2.SolverState()
+            state.ParseFromString(staged_state.read_bytes())
+            state.learned_net = str(model)
+            atomic_write_bytes(state_path, state.SerializeToString())
+        finally:
+            staged_model.unlink(missing_ok=True)
+            staged_state.unlink(missing_ok=True)
+        self.saved[it] = model
+        return model
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While inside: SIGINT and SIGTERM append their number to the yielded list instead of
+    raising (the loop finishes its step, snapshots and stops); the old handlers come back after."""
+    received: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
-    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``)."""
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
+    A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     name = args.setting or ("small" if args.small else "full")
@@ -250,89 +416,138 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     small = name != "full"
     iters = 100000 if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a run folder")
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
                          "--resume to continue it, or another --out")
+    for what, path in (("--weights", args.weights), ("--resume", args.resume)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path}: no such file")
+    text = net_param_text(args.variant, cfg, True, args.net, name == "small")
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    n_train = check_split_files(root, "train")
+    text, loss_names = add_loss_guard(patch_data_layer(text, root.resolve(), args.seed,
+                                                       augment=not args.no_augment))
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
     if args.overwrite and not args.resume:
         for old in [*(out / "snapshots").glob("*.caffemodel"), *(out / "snapshots").glob("*.solverstate"),
                     out / "curve.json", out / "curve.png", out / "loss.png"]:
             old.unlink(missing_ok=True)
-    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
-    text = patch_data_layer(net_param_text(args.variant, cfg, True, args.net, name == "small"),
-                            root.resolve(), args.seed, augment=not args.no_augment)
     train_net = out / "train.prototxt"
-    train_net.write_text(text)
+    atomic_write_text(train_net, text)
     prefix = (out / "snapshots" / args.variant).resolve()
+    schedule = dict(max_iter=max(iters, 1), seed=args.seed, base_lr=args.lr, solver_type=args.solver,
+                    lr_policy=args.lr_policy)
+    # The run folder's solver.prototxt is for `caffe train` (snapshots into the run folder); the
+    # one the run uses snapshots into the staging folder only when told (see Snapshotter).
     solver_path = out / "solver.prototxt"
-    solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
-                                       snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr,
-                                       solver_type=args.solver, lr_policy=args.lr_policy))
+    atomic_write_text(solver_path, solver_text(str(train_net.resolve()), str(prefix),
+                                               snapshot=args.snapshot_every, **schedule))
     if args.gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
-    solver = caffe.get_solver(str(solver_path))
+    with tempfile.TemporaryDirectory(prefix="gpsnet-train-", dir=staging_root()) as staging_dir:
+        staging = Path(staging_dir)
+        staged_solver = staging / "solver.prototxt"
+        staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging / prefix.name), snapshot=0,
+                                             **schedule))
+        solver = caffe.get_solver(str(staged_solver))
+        snaps = Snapshotter(solver, staging, prefix, args.solver)
+        try:
+            return _run(args, solver, snaps, out, root, n_train, name, cfg, iters, loss_names, staging)
+        finally:
+            close_net(solver.net)
+            del solver, snaps
+
+
+def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, out: Path, root: Path, n_train: int,
+         name: str, cfg: NetConfig, iters: int, loss_names: list[str], staging: Path) -> dict[str, Any]:
+    """The training loop of ``train`` (its solver set up)."""
+    from gpsnet.data.layout import GPSDataError
+    from gpsnet.layers.finite_loss import NonFiniteLoss
+    from gpsnet.safeio import WriteFailed
+    from gpsnet.weights import load_weights, resumable_state
     if args.weights:
-        solver.net.copy_from(args.weights)
+        load_weights(solver.net, args.weights)
     start = 0
     log_path = out / "log.jsonl"
     if args.resume:
-        solver.restore(args.resume)
+        solver.restore(str(resumable_state(args.resume, solver.net, args.solver, staging)))
         start = solver.iter
         fast_forward(solver.net, start)
         rows = [r for r in (log_path.read_text().splitlines() if log_path.is_file() else [])
                 if r.strip() and json.loads(r)["iter"] < start]
-        log_path.write_text("".join(r + "\n" for r in rows))
+        atomic_write_text(log_path, "".join(r + "\n" for r in rows))
     else:
-        log_path.write_text("")
-    loss_names = [b for b in solver.net.outputs if "loss" in b]
+        atomic_write_text(log_path, "")
     base_lr = args.lr
-    print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
-          flush=True)
+    print(f"training {args.variant} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
+          f"run folder {out}", flush=True)
     last: dict[str, Any] = {}
     curve = None
     if args.eval_every:
-        test_text = (Path(args.test_net).read_text() if args.test_net
+        test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
                               args.eval_limit, out)
     t_start = time.time()
     t_eval = 0.0
-    with log_path.open("a") as log:
+    stopped: TrainingStopped | None = None
+    with stop_requests() as signals, log_path.open("a") as log:
         while solver.iter < iters:
+            if signals:
+                stopped = TrainingStopped(f"stopped by {signal.Signals(signals[0]).name} at iteration "
+                                          f"{solver.iter}", 128 + signals[0])
+                break
             if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
                 t0 = time.time()
                 curve(solver.iter)
                 t_eval += time.time() - t0
             it = solver.iter
             t0 = time.time()
-            solver.step(1)
+            try:
+                solver.step(1)
+            except NonFiniteLoss as err:
+                # The weights that gave this loss came from the last update: no snapshot of them, and
+                # a snapshot taken at this iteration holds them.
+                good = snaps.last_before(it)
+                kept = (f"the last good snapshot (weights that gave a finite loss) is {good}" if good else
+                        "no good snapshot was written (--snapshot-every N keeps one every N iterations)")
+                raise TrainingStopped(f"iteration {it}: {err}; stopped before its backward pass (lower --lr); "
+                                      f"{kept}", RC_NON_FINITE) from None
+            except (GPSDataError, OSError) as err:
+                stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
+                break
             row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, base_lr, args.lr_policy, max(iters, 1)),
                                    "time": round(time.time() - t0, 4)}
             for k in loss_names:
                 row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])
             row["total"] = sum(row[k] for k in loss_names)
-            if not math.isfinite(row["total"]):
-                raise ValueError(f"iteration {it}: the loss is not finite ({row}); lower --lr")
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+            try:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            except OSError as err:
+                raise WriteFailed(log_path, err) from err
             last = row
             if args.display and (it % args.display == 0 or solver.iter == iters):
                 eta = (time.time() - t_start - t_eval) / (solver.iter - start) * (iters - solver.iter)
                 losses = " ".join(f"{k}={row[k]:.3f}" for k in loss_names)
                 print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
                       f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
-    if curve is not None:
+            if args.snapshot_every and solver.iter % args.snapshot_every == 0 and solver.iter < iters:
+                print(f"snapshot {snaps.save()}", flush=True)
+    if curve is not None and stopped is None:
         curve(solver.iter)
-    solver.snapshot()
-    model = Path(f"{prefix}_iter_{solver.iter}.caffemodel")
+    model = snaps.save()
     plot_log(log_path, out / "loss.png")
-    close_net(solver.net)
-    del solver
+    if stopped is not None:
+        raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {snaps.paths(solver.iter)[1]} continues); "
+                              f"log {log_path}", stopped.rc)
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
     return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
             "curve": curve.rows if curve is not None else []}
@@ -342,7 +557,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except (FileNotFoundError, ValueError) as err:
+    except TrainingStopped as err:
+        print(f"gpsnet train: {err}", file=sys.stderr)
+        return err.rc
+    except (OSError, ValueError) as err:   # missing or bad files (named), a full disk (WriteFailed)
         print(f"gpsnet train: {err}", file=sys.stderr)
         return 1
     return 0
