@@ -62,6 +62,31 @@ def test_bad_learning_rates_are_rejected_up_front(lr, capsys):
     assert "argument --lr" in capsys.readouterr().err
 
 
+def test_the_loss_guard_leaves_every_gradient_unchanged(data_root, tmp_path):
+    """Caffe skips the backward pass of a loss whose blob a non-loss layer reads: the guard must not."""
+    import numpy as np
+    cfg = setting("tiny")
+    plain = train.patch_data_layer(train.net_param_text("ad_fuse", cfg, True, None, True), data_root, 0)
+    guarded, losses = train.add_loss_guard(plain)
+    assert {"loss_cls", "loss_local", "loss_fuse", "rpn_loss_bbox"} <= set(losses)
+    nets = []
+    for name, text in (("plain", plain), ("guarded", guarded)):
+        (tmp_path / name).write_text(text)
+        caffe.set_random_seed(0)
+        nets.append(caffe.Net(str(tmp_path / name), caffe.TRAIN))
+    for name, blobs in nets[0].params.items():
+        for i, b in enumerate(blobs):
+            nets[1].params[name][i].data[...] = b.data
+    for net in nets:
+        net.forward()
+        net.backward()
+    for name, blobs in nets[0].params.items():
+        for i, b in enumerate(blobs):
+            np.testing.assert_array_equal(nets[1].params[name][i].diff, b.diff, err_msg=f"{name}[{i}]")
+    for net in nets:
+        train.close_net(net)
+
+
 def test_a_diverging_run_stops_before_backward_and_keeps_the_good_snapshot(data_root, tmp_path):
     out = tmp_path / "run"
     proc = _cli("train", "--variant", "loc", "--setting", "tiny", "--data", str(data_root), "--out", str(out),
@@ -79,6 +104,11 @@ def test_a_diverging_run_stops_before_backward_and_keeps_the_good_snapshot(data_
 # --- 4. disk full at snapshot time ---------------------------------------------------------------
 
 def test_disk_full_at_snapshot_leaves_no_partial_file(data_root, tmp_path, monkeypatch):
+    """Staged on another file system, the snapshot is copied in; the copy of the second one fails."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the run folder")
+    monkeypatch.setattr(train, "staging_candidates", lambda out: [shm])
     out = tmp_path / "run"
     real_copy = shutil.copyfileobj
     calls = []
@@ -92,10 +122,27 @@ def test_disk_full_at_snapshot_leaves_no_partial_file(data_root, tmp_path, monke
 
     monkeypatch.setattr(safeio.shutil, "copyfileobj", half_then_enospc)
     rc = train.main(_argv(data_root, out, "--iters", "2", "--snapshot-every", "1"))
-    assert rc == 1
+    assert rc == 1 and len(calls) == 2
     first = out / "snapshots" / "loc_iter_1.caffemodel"
     assert _snapshots(out) == ["loc_iter_1.caffemodel", "loc_iter_1.solverstate"]   # no partial, no temp file
     assert read_net_param(first).layer                                                  # whole
+
+
+def test_no_room_for_a_snapshot_is_an_error_before_caffe_writes(data_root, tmp_path, monkeypatch, capsys):
+    """Caffe aborts on a failed write: the room is checked first, in every staging candidate."""
+    out = tmp_path / "run"
+    monkeypatch.setattr(train, "free_bytes", lambda folder: 0 if folder == out / "snapshots" else 1 << 40)
+    monkeypatch.setattr(train, "staging_candidates", lambda out: [out / "snapshots"])
+    assert train.main(_argv(data_root, out, "--iters", "1")) == 1
+    assert f"cannot write {out / 'snapshots'}: [Errno {errno.ENOSPC} ENOSPC] No space left on device (a " \
+           "snapshot needs about" in capsys.readouterr().err
+    assert _snapshots(out) == []
+
+
+def test_a_snapshot_staged_on_the_run_folders_disk_is_renamed(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "staging_candidates", lambda out: [out / "snapshots"])
+    res = _train(data_root, tmp_path / "run", "--iters", "1")
+    assert _snapshots(res["out"]) == ["loc_iter_1.caffemodel", "loc_iter_1.solverstate"]
 
 
 def test_write_failed_names_the_path_and_errno(tmp_path, monkeypatch):
@@ -135,23 +182,25 @@ def test_a_signal_snapshots_and_exits(sig, data_root, tmp_path):
 
 
 def test_a_data_error_mid_run_snapshots_and_names_the_file(data_root, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    log = out / "log.jsonl"
     real_read = layout.read_image
-    calls = []
+    failed = []
 
-    def fails_later(path):
-        calls.append(path)
-        if len(calls) == 12:   # past the batches read at setup and prefetched
+    def fails_once_training(path):   # the first read after an iteration is logged fails
+        if not failed and log.is_file() and log.stat().st_size > 0:
+            failed.append(path)
             raise layout.GPSDataError(f"{path}: unreadable or corrupt image")
         return real_read(path)
 
-    monkeypatch.setattr(layout, "read_image", fails_later)
-    out = tmp_path / "run"
+    monkeypatch.setattr(layout, "read_image", fails_once_training)
     rc = train.main(_argv(data_root, out, "--iters", "50"))
     err = capsys.readouterr().err
     assert rc == train.RC_DATA_ERROR, err
-    assert f"data error: {calls[11]}: unreadable or corrupt image" in err
+    assert f"data error: {failed[0]}: unreadable or corrupt image" in err
     it = int(err.split("gpsnet train: iteration ")[1].split(":")[0])
     assert 0 < it < 50 and _snapshots(out) == [f"loc_iter_{it}.caffemodel", f"loc_iter_{it}.solverstate"]
+    assert len(log.read_text().splitlines()) == it
 
 
 def test_the_split_is_checked_up_front(data_root, tmp_path, capsys):

@@ -14,6 +14,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -135,9 +136,12 @@ def net_outputs(net: Any) -> list[str]:
 
 
 def add_loss_guard(text: str) -> tuple[str, list[str]]:
-    """Append ``FiniteLossGuardLayer`` (reading the loss outputs, no top) to a train prototxt: a NaN
-    or infinite loss then stops ``solver.step`` before its backward pass. Returns the text and the
-    loss names (the outputs with "loss" in their name)."""
+    """Append ``FiniteLossGuardLayer`` (reading the loss outputs) to a train prototxt: a NaN or
+    infinite loss then stops ``solver.step`` before its backward pass. Returns the text and the
+    loss names (the outputs with "loss" in their name). Its one top is a constant 0 with loss
+    weight 1: a layer outside the loss reading a loss blob would make Caffe skip that loss's
+    backward pass (Net::Init marks the blob as needing no gradient), silently training without
+    it; so the guard is "in the loss", adding 0 to it, with a backward pass that does nothing."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     net = caffe_pb2.NetParameter()
@@ -148,6 +152,8 @@ def add_loss_guard(text: str) -> tuple[str, list[str]]:
     guard = net.layer.add()
     guard.name, guard.type = "finite_loss_guard", "Python"
     guard.bottom.extend(losses)
+    guard.top.append(guard.name)
+    guard.loss_weight.append(1.0)
     guard.python_param.module = "gpsnet.layers.finite_loss"
     guard.python_param.layer = "FiniteLossGuardLayer"
     guard.python_param.param_str = json.dumps({"losses": losses})
@@ -331,11 +337,15 @@ class TrainingStopped(RuntimeError):
         self.rc = rc
 
 
-def staging_root() -> Path:
-    """Where Caffe writes a snapshot before it is copied into the run folder: memory-backed
-    /dev/shm when there is one (Caffe aborts on a failed write; the copy gives a clear error)."""
-    shm = Path("/dev/shm")
-    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+def staging_candidates(out: Path) -> list[Path]:
+    """Folders Caffe may write a snapshot into before it is published into the run folder, best
+    first: memory-backed /dev/shm, the system's temporary folder, the run folder's own disk."""
+    return [Path("/dev/shm"), Path(tempfile.gettempdir()), out / "snapshots"]
+
+
+def free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
 
 
 def snapshot_bytes(net: Any, solver_type: str) -> int:
@@ -345,14 +355,56 @@ def snapshot_bytes(net: Any, solver_type: str) -> int:
     return weights * (3 if solver_type == "Adam" else 2) + (1 << 20)
 
 
-class Snapshotter:
-    """Snapshots of a solver whose ``snapshot_prefix`` points into ``staging``: ``save()`` lets
-    Caffe write there (after checking the room), then copies the .caffemodel and the .solverstate
-    (its ``learned_net`` set to the final .caffemodel) into the run folder under temporary names,
-    renamed when complete: the final names never hold a partial file, and a failed write is a
-    ``WriteFailed`` naming the path and the errno."""
+class Staging:
+    """The folder Caffe snapshots into: ``link``, a symbolic link (the solver's snapshot_prefix
+    lies under it) re-pointed before each snapshot at a private folder in the first candidate
+    with room for it. Caffe aborts the process on a failed write (``Check failed:
+    proto.SerializeToOstream``), so the room is checked first: none anywhere is a ``WriteFailed``
+    (ENOSPC) naming the run's snapshot folder, raised before Caffe writes anything."""
 
-    def __init__(self, solver: Any, staging: Path, prefix: Path, solver_type: str) -> None:
+    def __init__(self, root: Path, candidates: list[Path]) -> None:
+        self.link = root / "stage"
+        self.candidates = candidates
+        self.made: dict[Path, Path] = {}   # candidate -> its private folder
+        self.point(0)
+
+    def point(self, need: int) -> Path:
+        from gpsnet.safeio import WriteFailed
+        for folder in self.candidates:
+            if folder.is_dir() and os.access(folder, os.W_OK) and free_bytes(folder) >= need:
+                if folder not in self.made:
+                    self.made[folder] = Path(tempfile.mkdtemp(prefix=".gpsnet-stage-", dir=folder))
+                tmp_link = self.link.with_name("stage.new")
+                tmp_link.unlink(missing_ok=True)
+                tmp_link.symlink_to(self.made[folder])
+                os.replace(tmp_link, self.link)
+                return self.made[folder]
+        raise WriteFailed(self.candidates[-1], OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
+                                                       f"needs about {-(-need >> 20)} MiB; none of "
+                                                       f"{[str(c) for c in self.candidates]} has it)"))
+
+    def close(self) -> None:
+        for private in self.made.values():
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Move a complete staged file to its final name: a rename on the same file system, else an
+    atomic copy (``gpsnet.safeio``)."""
+    if os.stat(staged).st_dev == os.stat(final.parent).st_dev:
+        os.replace(staged, final)
+    else:
+        atomic_copy(staged, final)
+
+
+class Snapshotter:
+    """Snapshots of a solver whose ``snapshot_prefix`` lies in ``staging.link``: ``save()`` lets
+    Caffe write there (in a folder with room, see ``Staging``), then publishes the .caffemodel and
+    the .solverstate (its ``learned_net`` set to the final .caffemodel) into the run folder: the
+    final names never hold a partial file, and a failed write is a ``WriteFailed`` naming the path
+    and the errno."""
+
+    def __init__(self, solver: Any, staging: Staging, prefix: Path, solver_type: str) -> None:
         self.solver, self.staging, self.prefix, self.solver_type = solver, staging, prefix, solver_type
         self.saved: dict[int, Path] = {}   # iteration -> .caffemodel written by this run
 
@@ -366,19 +418,14 @@ class Snapshotter:
 
     def save(self) -> Path:
         from caffe.proto import caffe_pb2
-        from gpsnet.safeio import WriteFailed
-        need = snapshot_bytes(self.solver.net, self.solver_type)
-        st = os.statvfs(self.staging)
-        if st.f_bavail * st.f_frsize < need:
-            raise WriteFailed(self.staging, OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
-                                                    f"needs about {need >> 20} MiB)"))
+        folder = self.staging.point(snapshot_bytes(self.solver.net, self.solver_type))
         it = self.solver.iter
         self.solver.snapshot()
-        staged_model, staged_state = (Path(f"{self.staging / self.prefix.name}_iter_{it}{ext}")
+        staged_model, staged_state = (folder / f"{self.prefix.name}_iter_{it}{ext}"
                                       for ext in (".caffemodel", ".solverstate"))
         model, state_path = self.paths(it)
         try:
-            atomic_copy(staged_model, model)
+            publish(staged_model, model)
             state = caffe_pb2.SolverState()
             state.ParseFromString(staged_state.read_bytes())
             state.learned_net = str(model)
@@ -441,7 +488,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     schedule = dict(max_iter=max(iters, 1), seed=args.seed, base_lr=args.lr, solver_type=args.solver,
                     lr_policy=args.lr_policy)
     # The run folder's solver.prototxt is for `caffe train` (snapshots into the run folder); the
-    # one the run uses snapshots into the staging folder only when told (see Snapshotter).
+    # one the run uses snapshots only when told, into the staging folder (see Snapshotter).
     solver_path = out / "solver.prototxt"
     atomic_write_text(solver_path, solver_text(str(train_net.resolve()), str(prefix),
                                                snapshot=args.snapshot_every, **schedule))
@@ -451,23 +498,25 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
-    with tempfile.TemporaryDirectory(prefix="gpsnet-train-", dir=staging_root()) as staging_dir:
-        staging = Path(staging_dir)
-        staged_solver = staging / "solver.prototxt"
-        staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging / prefix.name), snapshot=0,
-                                             **schedule))
+    with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
+        work = Path(work_dir)
+        staging = Staging(work, staging_candidates(out))
+        staged_solver = work / "solver.prototxt"
+        staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
+                                             snapshot=0, **schedule))
         solver = caffe.get_solver(str(staged_solver))
         snaps = Snapshotter(solver, staging, prefix, args.solver)
         try:
-            return _run(args, solver, snaps, out, root, n_train, name, cfg, iters, loss_names, staging)
+            return _run(args, solver, snaps, out, root, n_train, name, cfg, iters, loss_names, work)
         finally:
             close_net(solver.net)
+            staging.close()
             del solver, snaps
 
 
 def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, out: Path, root: Path, n_train: int,
-         name: str, cfg: NetConfig, iters: int, loss_names: list[str], staging: Path) -> dict[str, Any]:
-    """The training loop of ``train`` (its solver set up)."""
+         name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
+    """The training loop of ``train`` (its solver set up; ``work``: a private temporary folder)."""
     from gpsnet.data.layout import GPSDataError
     from gpsnet.layers.finite_loss import NonFiniteLoss
     from gpsnet.safeio import WriteFailed
@@ -477,7 +526,7 @@ def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, out: Path, r
     start = 0
     log_path = out / "log.jsonl"
     if args.resume:
-        solver.restore(str(resumable_state(args.resume, solver.net, args.solver, staging)))
+        solver.restore(str(resumable_state(args.resume, solver.net, args.solver, work)))
         start = solver.iter
         fast_forward(solver.net, start)
         rows = [r for r in (log_path.read_text().splitlines() if log_path.is_file() else [])
