@@ -5,7 +5,8 @@ weight decay 0.0005, two images per iteration) in a run folder ``--out`` holding
 ``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
 iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` continues from a
 ``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
-run repeats the uninterrupted one.
+run repeats the uninterrupted one. Faults (a non-finite loss, SIGINT/SIGTERM, a data error mid-run,
+a full disk, bad weights): docs/nets.md, "Faults and bad input".
 """
 from __future__ import annotations
 
@@ -320,7 +321,7 @@ class LearningCurve:
                "PCP": res["PCP"], "mIoU": res["mIoU"], "box_recall": res["box_recall"],
                "images": res["num_images"], "seconds": round(time.time() - t0, 2)}
         self.rows.append(row)
-        (self.out / "curve.json").write_text(json.dumps(self.rows, indent=1) + "\n")
+        atomic_write_text(self.out / "curve.json", json.dumps(self.rows, indent=1) + "\n")
         plot_curve(self.rows, self.out / "curve.png")
         print(f"eval  {it:6d}  {self.split} ({row['images']} images): AP0.5 {100 * row['AP50']:.1f}  "
               f"avg.AP {100 * row['avg_AP']:.1f}  box recall {100 * row['box_recall']:.1f}"
@@ -440,16 +441,26 @@ class Snapshotter:
 @contextmanager
 def stop_requests() -> Iterator[list[int]]:
     """While inside: SIGINT and SIGTERM append their number to the yielded list instead of
-    raising (the loop finishes its step, snapshots and stops); the old handlers come back after."""
+    raising (the loop finishes its step, snapshots and stops). The first one brings the old
+    handlers back, so a second one stops at once (Ctrl-C twice: KeyboardInterrupt, no snapshot);
+    they come back on leaving too."""
     received: list[int] = []
     old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def request(signum: int, frame: Any) -> None:
+        received.append(signum)
+        restore()
+
     for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, frame: received.append(signum))
+        signal.signal(sig, request)
     try:
         yield received
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        restore()
 
 
 def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, Any]:
@@ -504,19 +515,22 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
         staged_solver = work / "solver.prototxt"
         staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
                                              snapshot=0, **schedule))
-        solver = caffe.get_solver(str(staged_solver))
-        snaps = Snapshotter(solver, staging, prefix, args.solver)
-        try:
-            return _run(args, solver, snaps, out, root, n_train, name, cfg, iters, loss_names, work)
-        finally:
-            close_net(solver.net)
-            staging.close()
-            del solver, snaps
+        with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
+            solver = caffe.get_solver(str(staged_solver))
+            snaps = Snapshotter(solver, staging, prefix, args.solver)
+            try:
+                return _run(args, solver, snaps, signals, out, root, n_train, name, cfg, iters, loss_names,
+                            work)
+            finally:
+                close_net(solver.net)
+                staging.close()
+                del solver, snaps
 
 
-def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, out: Path, root: Path, n_train: int,
-         name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
-    """The training loop of ``train`` (its solver set up; ``work``: a private temporary folder)."""
+def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
+         n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
+    """The training loop of ``train`` (its solver set up; ``signals``: from ``stop_requests``;
+    ``work``: a private temporary folder)."""
     from gpsnet.data.layout import GPSDataError
     from gpsnet.layers.finite_loss import NonFiniteLoss
     from gpsnet.safeio import WriteFailed
@@ -547,7 +561,7 @@ def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, out: Path, r
     t_start = time.time()
     t_eval = 0.0
     stopped: TrainingStopped | None = None
-    with stop_requests() as signals, log_path.open("a") as log:
+    with log_path.open("a") as log:
         while solver.iter < iters:
             if signals:
                 stopped = TrainingStopped(f"stopped by {signal.Signals(signals[0]).name} at iteration "
