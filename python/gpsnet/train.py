@@ -512,19 +512,20 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
         work = Path(work_dir)
         staging = Staging(work, staging_candidates(out))
-        staged_solver = work / "solver.prototxt"
-        staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
-                                             snapshot=0, **schedule))
-        with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
-            solver = caffe.get_solver(str(staged_solver))
-            snaps = Snapshotter(solver, staging, prefix, args.solver)
-            try:
-                return _run(args, solver, snaps, signals, out, root, n_train, name, cfg, iters, loss_names,
-                            work)
-            finally:
-                close_net(solver.net)
-                staging.close()
-                del solver, snaps
+        try:
+            staged_solver = work / "solver.prototxt"
+            staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
+                                                 snapshot=0, **schedule))
+            with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
+                solver = caffe.get_solver(str(staged_solver))
+                try:
+                    return _run(args, solver, Snapshotter(solver, staging, prefix, args.solver), signals, out,
+                                root, n_train, name, cfg, iters, loss_names, work)
+                finally:
+                    close_net(solver.net)
+                    del solver
+        finally:
+            staging.close()
 
 
 def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
