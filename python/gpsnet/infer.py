@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +23,7 @@ from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import VARIANTS, NetConfig, setting
 from gpsnet.train import net_param_text
+from gpsnet.weights import load_weights
 
 MEAN_BGR = np.array([104.008, 116.669, 122.675], np.float32)
 
@@ -95,10 +97,15 @@ class Predictor:
             caffe.set_mode_gpu()
         self.variant, self.cfg, self.score_thresh = variant, cfg, score_thresh
         text = net_text_override or net_param_text(variant, cfg, False, net, small)
-        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpsnet_test_{variant}_{os.getpid()}.prototxt"
-        path.write_text(text)
-        self.net = caffe.Net(str(path), caffe.TEST) if not weights else caffe.Net(str(path), weights, caffe.TEST)
-        path.unlink()
+        if weights and not Path(weights).is_file():
+            raise FileNotFoundError(f"--weights {weights}: no such file")
+        # pycaffe reads a net from a file only: a temporary one, removed whatever happens.
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix=f"gpsnet_test_{variant}_") as f:
+            f.write(text)
+            f.flush()
+            self.net = caffe.Net(f.name, caffe.TEST)
+        if weights:
+            load_weights(self.net, weights)
         self.size = self.net.blobs["data"].data.shape[-1]
 
     def _layer_of_top(self, top: str) -> int:
@@ -351,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = make_predictor(args)
         n = run(predictor, iter_images(args, failures), args.out / "predictions", args.out / "overlays")
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:   # missing or bad files (named), bad weights (WeightsError)
         print(f"gpsnet infer: {err}", file=sys.stderr)
         return 1
     print(f"parsed {n} image(s): {args.out / 'predictions'}, {args.out / 'overlays'}")

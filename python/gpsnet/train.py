@@ -5,30 +5,53 @@ weight decay 0.0005, two images per iteration) in a run folder ``--out`` holding
 ``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
 iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` continues from a
 ``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
-run repeats the uninterrupted one.
+run repeats the uninterrupted one. Faults (a non-finite loss, SIGINT/SIGTERM, a data error mid-run,
+a full disk, bad weights): docs/nets.md, "Faults and bad input".
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, VARIANTS, NetConfig, Schedule,
                                  learning_rate, net_text, setting, solver_text, variant_dir)
 
+from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RC_NON_FINITE = 3
+RC_DATA_ERROR = 4
+
+
+def learning_rate_arg(text: str) -> float:
+    """``--lr``: a finite number > 0 (NaN, inf, 0 or a negative rate only ever diverge)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
     """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values; ``schedule_of(args)`` reads them."""
     ap.add_argument("--solver", choices=("SGD", "Adam"), default=default.solver,
                     help=f"solver type (default {default.solver}: {why})")
-    ap.add_argument("--lr", type=float, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
+    ap.add_argument("--lr", type=learning_rate_arg, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
     ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
                     help=f"step (the paper's: x{PAPER_STEP['gamma']:g} every {PAPER_STEP['stepsize']}) or poly "
                          f"(DeepLab-v2's, power {POLY_POWER}, to 0 at the "
@@ -58,13 +81,80 @@ def ensure_synthetic(root: Path | None, size: int, num: int, seed: int = 0) -> P
 
 
 def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
-    """The prototxt text: ``--net`` if given, the committed file when it exists, else the builder."""
+    """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
+    when it exists, else the builder."""
     if net:
-        return Path(net).read_text()
+        return read_net_prototxt(Path(net))
     committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
     if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
         return committed.read_text()
     return net_text(variant, cfg, train)
+
+
+def read_net_prototxt(path: Path) -> str:
+    """A prototxt's text; ``ValueError`` naming the file when it is not a readable NetParameter."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    try:
+        text = path.read_text()
+        text_format.Merge(text, caffe_pb2.NetParameter())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--net {path}: unreadable ({err})") from None
+    except text_format.ParseError as err:
+        raise ValueError(f"--net {path}: not a Caffe net prototxt (NetParameter): {err}") from None
+    return text
+
+
+def net_outputs(net: Any) -> list[str]:
+    """The output blobs of a NetParameter's TRAIN net: tops no later layer reads."""
+    from caffe.proto import caffe_pb2
+    outputs: dict[str, None] = {}
+    for layer in net.layer:
+        if any(rule.HasField("phase") and rule.phase != caffe_pb2.TRAIN for rule in layer.include):
+            continue
+        for b in layer.bottom:
+            outputs.pop(b, None)
+        for t in layer.top:
+            outputs[t] = None
+    return list(outputs)
+
+
+def add_loss_guard(text: str) -> tuple[str, list[str]]:
+    """Append ``FiniteLossGuardLayer`` (reading the loss outputs) to a train prototxt: a NaN or
+    infinite loss then stops ``solver.step`` before its backward pass. Returns the text and the
+    loss names (the outputs with "loss" in their name). Its one top is a constant 0 with loss
+    weight 1: a layer outside the loss reading a loss blob would make Caffe skip that loss's
+    backward pass (Net::Init marks the blob as needing no gradient), silently training without
+    it; so the guard is "in the loss", adding 0 to it, with a backward pass that does nothing."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(text, net)
+    losses = [b for b in net_outputs(net) if "loss" in b]
+    if not losses:
+        raise ValueError("the train net has no loss output (no output blob named *loss*)")
+    guard = net.layer.add()
+    guard.name, guard.type = "finite_loss_guard", "Python"
+    guard.bottom.extend(losses)
+    guard.top.append(guard.name)
+    guard.loss_weight.append(1.0)
+    guard.python_param.module = "gpsnet.layers.finite_loss"
+    guard.python_param.layer = "FiniteLossGuardLayer"
+    guard.python_param.param_str = json.dumps({"losses": losses})
+    return text_format.MessageToString(net), losses
+
+
+def check_split_files(root: Path, split: str) -> int:
+    """Every image and annotation file of a split exists and is readable (no decoding: fast);
+    ``GPSDataError`` naming the first bad file. Returns the number of images."""
+    from gpsnet.data.layout import GPSDataError, GPSDataset, annotation_files, image_path, index_annotations
+    dataset = GPSDataset(root, split)
+    index = index_annotations(root)
+    for image_id in dataset.ids:
+        for f in [image_path(root, image_id), *annotation_files(root, image_id, index)]:
+            if not os.access(f, os.R_OK):
+                raise GPSDataError(f"{f}: unreadable (split {split!r})")
+    return len(dataset.ids)
 
 
 def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", augment: bool = True) -> str:
@@ -214,7 +304,7 @@ class LearningCurve:
                "PCP": res["PCP"], "mIoU": res["mIoU"], "box_recall": res["box_recall"],
                "images": res["num_images"], "seconds": round(time.time() - t0, 2)}
         self.rows.append(row)
-        (self.out / "curve.json").write_text(json.dumps(self.rows, indent=1) + "\n")
+        atomic_write_text(self.out / "curve.json", json.dumps(self.rows, indent=1) + "\n")
         plot_curve(self.rows, self.out / "curve.png")
         print(f"eval  {it:6d}  {self.split} ({row['images']} images): AP0.5 {100 * row['AP50']:.1f}  "
               f"avg.AP {100 * row['avg_AP']:.1f}  box recall {100 * row['box_recall']:.1f}"
@@ -223,97 +313,286 @@ class LearningCurve:
         return row
 
 
+class TrainingStopped(RuntimeError):
+    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code."""
+
+    def __init__(self, message: str, rc: int) -> None:
+        super().__init__(message)
+        self.rc = rc
+
+
+def staging_candidates(out: Path) -> list[Path]:
+    """Folders Caffe may write a snapshot into before it is published into the run folder, best
+    first: memory-backed /dev/shm, the system's temporary folder, the run folder's own disk."""
+    return [Path("/dev/shm"), Path(tempfile.gettempdir()), out / "snapshots"]
+
+
+def free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def snapshot_bytes(net: Any, solver_type: str) -> int:
+    """An upper bound of a snapshot's size: the weights, plus the solver's history (SGD: one copy,
+    Adam: two), plus 1 MiB of structure."""
+    weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
+    return weights * (3 if solver_type == "Adam" else 2) + (1 << 20)
+
+
+class Staging:
+    """The folder Caffe snapshots into: ``link``, a symbolic link (the solver's snapshot_prefix
+    lies under it) re-pointed before each snapshot at a private folder in the first candidate
+    with room for it. Caffe aborts the process on a failed write (``Check failed:
+    proto.SerializeToOstream``), so the room is checked first: none anywhere is a ``WriteFailed``
+    (ENOSPC) naming the run's snapshot folder, raised before Caffe writes anything."""
+
+    def __init__(self, root: Path, candidates: list[Path]) -> None:
+        self.link = root / "stage"
+        self.candidates = candidates
+        self.made: dict[Path, Path] = {}   # candidate -> its private folder
+        self.point(0)
+
+    def point(self, need: int) -> Path:
+        from gpsnet.safeio import WriteFailed
+        for folder in self.candidates:
+            if folder.is_dir() and os.access(folder, os.W_OK) and free_bytes(folder) >= need:
+                if folder not in self.made:
+                    self.made[folder] = Path(tempfile.mkdtemp(prefix=".gpsnet-stage-", dir=folder))
+                tmp_link = self.link.with_name("stage.new")
+                tmp_link.unlink(missing_ok=True)
+                tmp_link.symlink_to(self.made[folder])
+                os.replace(tmp_link, self.link)
+                return self.made[folder]
+        raise WriteFailed(self.candidates[-1], OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
+                                                       f"needs about {-(-need >> 20)} MiB; none of "
+                                                       f"{[str(c) for c in self.candidates]} has it)"))
+
+    def close(self) -> None:
+        for private in self.made.values():
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Move a complete staged file to its final name: a rename on the same file system, else an
+    atomic copy (``gpsnet.safeio``)."""
+    if os.stat(staged).st_dev == os.stat(final.parent).st_dev:
+        os.replace(staged, final)
+    else:
+        atomic_copy(staged, final)
+
+
+class Snapshotter:
+    """Snapshots of a solver whose ``snapshot_prefix`` lies in ``staging.link``: ``save()`` lets
+    Caffe write there (in a folder with room, see ``Staging``), then publishes the .caffemodel and
+    the .solverstate (its ``learned_net`` set to the final .caffemodel) into the run folder: the
+    final names never hold a partial file, and a failed write is a ``WriteFailed`` naming the path
+    and the errno."""
+
+    def __init__(self, solver: Any, staging: Staging, prefix: Path, solver_type: str) -> None:
+        self.solver, self.staging, self.prefix, self.solver_type = solver, staging, prefix, solver_type
+        self.saved: dict[int, Path] = {}   # iteration -> .caffemodel written by this run
+
+    def last_before(self, it: int) -> Path | None:
+        """The latest snapshot of this run taken before iteration ``it``."""
+        earlier = [i for i in self.saved if i < it]
+        return self.saved[max(earlier)] if earlier else None
+
+    def paths(self, it: int) -> tuple[Path, Path]:
+        return Path(f"{self.prefix}_iter_{it}.caffemodel"), Path(f"{self.prefix}_iter_{it}.solverstate")
+
+    def save(self) -> Path:
+        from caffe.proto import caffe_pb2
+        folder = self.staging.point(snapshot_bytes(self.solver.net, self.solver_type))
+        it = self.solver.iter
+        self.solver.snapshot()
+        staged_model, staged_state = (folder / f"{self.prefix.name}_iter_{it}{ext}"
+                                      for ext in (".caffemodel", ".solverstate"))
+        model, state_path = self.paths(it)
+        try:
+            publish(staged_model, model)
+            state = caffe_pb2.SolverState()
+            state.ParseFromString(staged_state.read_bytes())
+            state.learned_net = str(model)
+            atomic_write_bytes(state_path, state.SerializeToString())
+        finally:
+            staged_model.unlink(missing_ok=True)
+            staged_state.unlink(missing_ok=True)
+        self.saved[it] = model
+        return model
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While inside: SIGINT and SIGTERM append their number to the yielded list instead of
+    raising (the loop finishes its step, snapshots and stops). The first one brings the old
+    handlers back, so a second one stops at once (Ctrl-C twice: KeyboardInterrupt, no snapshot);
+    they come back on leaving too."""
+    received: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def request(signum: int, frame: Any) -> None:
+        received.append(signum)
+        restore()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request)
+    try:
+        yield received
+    finally:
+        restore()
+
+
 def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
-    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``)."""
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
+    A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     name = args.setting or ("small" if args.small else "full")
     cfg = cfg or setting(name)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a run folder")
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
                          "--resume to continue it, or another --out")
+    for what, path in (("--weights", args.weights), ("--resume", args.resume)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path}: no such file")
+    text = net_param_text(args.variant, cfg, True, args.net, name == "small")
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    n_train = check_split_files(root, "train")
+    text, loss_names = add_loss_guard(patch_data_layer(text, root.resolve(), args.seed,
+                                                       augment=not args.no_augment))
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
     if args.overwrite and not args.resume:
         for old in [*(out / "snapshots").glob("*.caffemodel"), *(out / "snapshots").glob("*.solverstate"),
                     out / "curve.json", out / "curve.png", out / "loss.png"]:
             old.unlink(missing_ok=True)
-    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
-    text = patch_data_layer(net_param_text(args.variant, cfg, True, args.net, name == "small"),
-                            root.resolve(), args.seed, augment=not args.no_augment)
     train_net = out / "train.prototxt"
-    train_net.write_text(text)
+    atomic_write_text(train_net, text)
     prefix = (out / "snapshots" / args.variant).resolve()
+    schedule = dict(schedule=schedule_of(args), max_iter=max(iters, 1), seed=args.seed)
+    # The run folder's solver.prototxt is for `caffe train` (snapshots into the run folder); the
+    # one the run uses snapshots only when told, into the staging folder (see Snapshotter).
     solver_path = out / "solver.prototxt"
-    solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), schedule_of(args),
-                                       max_iter=max(iters, 1), snapshot=args.snapshot_every, seed=args.seed))
+    atomic_write_text(solver_path, solver_text(str(train_net.resolve()), str(prefix),
+                                               snapshot=args.snapshot_every, **schedule))
     if args.gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
-    solver = caffe.get_solver(str(solver_path))
+    with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
+        work = Path(work_dir)
+        staging = Staging(work, staging_candidates(out))
+        try:
+            staged_solver = work / "solver.prototxt"
+            staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
+                                                 snapshot=0, **schedule))
+            with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
+                solver = caffe.get_solver(str(staged_solver))
+                try:
+                    return _run(args, solver, Snapshotter(solver, staging, prefix, args.solver), signals, out,
+                                root, n_train, name, cfg, iters, loss_names, work)
+                finally:
+                    close_net(solver.net)
+                    del solver
+        finally:
+            staging.close()
+
+
+def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
+         n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
+    """The training loop of ``train`` (its solver set up; ``signals``: from ``stop_requests``;
+    ``work``: a private temporary folder)."""
+    from gpsnet.data.layout import GPSDataError
+    from gpsnet.layers.finite_loss import NonFiniteLoss
+    from gpsnet.safeio import WriteFailed
+    from gpsnet.weights import load_weights, resumable_state
     if args.weights:
-        solver.net.copy_from(args.weights)
+        load_weights(solver.net, args.weights)
     start = 0
     log_path = out / "log.jsonl"
     if args.resume:
-        solver.restore(args.resume)
+        solver.restore(str(resumable_state(args.resume, solver.net, args.solver, work)))
         start = solver.iter
         fast_forward(solver.net, start)
         rows = [r for r in (log_path.read_text().splitlines() if log_path.is_file() else [])
                 if r.strip() and json.loads(r)["iter"] < start]
-        log_path.write_text("".join(r + "\n" for r in rows))
+        atomic_write_text(log_path, "".join(r + "\n" for r in rows))
     else:
-        log_path.write_text("")
-    loss_names = [b for b in solver.net.outputs if "loss" in b]
+        atomic_write_text(log_path, "")
     base_lr = args.lr
-    print(f"training {args.variant} ({name}) on {root}: iterations {start} -> {iters}, run folder {out}",
-          flush=True)
+    print(f"training {args.variant} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
+          f"run folder {out}", flush=True)
     last: dict[str, Any] = {}
     curve = None
     if args.eval_every:
-        test_text = (Path(args.test_net).read_text() if args.test_net
+        test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
                               args.eval_limit, out)
     t_start = time.time()
     t_eval = 0.0
+    stopped: TrainingStopped | None = None
     with log_path.open("a") as log:
         while solver.iter < iters:
+            if signals:
+                stopped = TrainingStopped(f"stopped by {signal.Signals(signals[0]).name} at iteration "
+                                          f"{solver.iter}", 128 + signals[0])
+                break
             if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
                 t0 = time.time()
                 curve(solver.iter)
                 t_eval += time.time() - t0
             it = solver.iter
             t0 = time.time()
-            solver.step(1)
+            try:
+                solver.step(1)
+            except NonFiniteLoss as err:
+                # The weights that gave this loss came from the last update: no snapshot of them, and
+                # a snapshot taken at this iteration holds them.
+                good = snaps.last_before(it)
+                kept = (f"the last good snapshot (weights that gave a finite loss) is {good}" if good else
+                        "no good snapshot was written (--snapshot-every N keeps one every N iterations)")
+                raise TrainingStopped(f"iteration {it}: {err}; stopped before its backward pass (lower --lr); "
+                                      f"{kept}", RC_NON_FINITE) from None
+            except (GPSDataError, OSError) as err:
+                stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
+                break
             row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, base_lr, args.lr_policy, max(iters, 1)),
                                    "time": round(time.time() - t0, 4)}
             for k in loss_names:
                 row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])
             row["total"] = sum(row[k] for k in loss_names)
-            if not math.isfinite(row["total"]):
-                raise ValueError(f"iteration {it}: the loss is not finite ({row}); lower --lr")
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+            try:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            except OSError as err:
+                raise WriteFailed(log_path, err) from err
             last = row
             if args.display and (it % args.display == 0 or solver.iter == iters):
                 eta = (time.time() - t_start - t_eval) / (solver.iter - start) * (iters - solver.iter)
                 losses = " ".join(f"{k}={row[k]:.3f}" for k in loss_names)
                 print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
                       f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
-    if curve is not None:
+            if args.snapshot_every and solver.iter % args.snapshot_every == 0 and solver.iter < iters:
+                print(f"snapshot {snaps.save()}", flush=True)
+    if curve is not None and stopped is None:
         curve(solver.iter)
-    solver.snapshot()
-    model = Path(f"{prefix}_iter_{solver.iter}.caffemodel")
+    model = snaps.save()
     plot_log(log_path, out / "loss.png")
-    close_net(solver.net)
-    del solver
+    if stopped is not None:
+        raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {snaps.paths(solver.iter)[1]} continues); "
+                              f"log {log_path}", stopped.rc)
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
     return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
             "curve": curve.rows if curve is not None else []}
@@ -323,7 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except (FileNotFoundError, ValueError) as err:
+    except TrainingStopped as err:
+        print(f"gpsnet train: {err}", file=sys.stderr)
+        return err.rc
+    except (OSError, ValueError) as err:   # missing or bad files (named), a full disk (WriteFailed)
         print(f"gpsnet train: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,7 @@
 #ifndef CAFFE_ROI_ALIGN_LAYER_HPP_
 #define CAFFE_ROI_ALIGN_LAYER_HPP_
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -19,13 +20,14 @@ struct RoIAlignConfig {
 };
 
 /// Reads and CHECKs the geometry fields of a RoIAlignParameter or an
-/// AdjustedRoIAlignParameter (pooled sizes > 0, spatial_scale > 0).
+/// AdjustedRoIAlignParameter (pooled sizes > 0, spatial_scale finite and > 0: an infinite
+/// scale would put every sample outside the features and give a silent all-zero output).
 template <typename ParamT>
 RoIAlignConfig MakeRoIAlignConfig(const ParamT& p, const std::string& layer_name) {
   CHECK_GT(p.pooled_h(), 0) << "layer " << layer_name << ": pooled_h must be > 0";
   CHECK_GT(p.pooled_w(), 0) << "layer " << layer_name << ": pooled_w must be > 0";
-  CHECK_GT(p.spatial_scale(), 0) << "layer " << layer_name << ": spatial_scale must be > 0, got "
-                                 << p.spatial_scale();
+  CHECK(p.spatial_scale() > 0 && std::isfinite(p.spatial_scale())) << "layer " << layer_name
+      << ": spatial_scale must be > 0 and finite, got " << p.spatial_scale();
   RoIAlignConfig c;
   c.pooled_h = static_cast<int>(p.pooled_h());
   c.pooled_w = static_cast<int>(p.pooled_w());
@@ -68,7 +70,8 @@ void RoIAlignBackwardGPU(const Dtype* top_diff, int channels, int height, int wi
  *
  * Bottoms: features N x C x H x W; rois R x 5 (batch index, x1, y1, x2, y2 in image
  * coordinates). Top: R x C x pooled_h x pooled_w, each bin the average of its bilinear
- * samples (sampling_ratio per axis, or adaptive ceil(roi_size / pooled_size) when <= 0).
+ * samples (sampling_ratio per axis, or adaptive ceil(roi_size / pooled_size), at most
+ * roi_util::kMaxAdaptiveGrid, when <= 0).
  * Differentiable w.r.t. the features only.
  */
 template <typename Dtype>

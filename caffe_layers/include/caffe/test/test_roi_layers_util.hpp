@@ -2,6 +2,7 @@
 #ifndef CAFFE_TEST_ROI_LAYERS_UTIL_HPP_
 #define CAFFE_TEST_ROI_LAYERS_UTIL_HPP_
 
+#include <ctime>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -74,6 +75,34 @@ void ExpectCpuGpuParity(Layer<Dtype>* layer, const std::vector<Blob<Dtype>*>& bo
   }
   Caffe::set_mode(mode);
 #endif
+}
+
+// A layer given a huge RoI must answer within this many seconds (CPU time of Forward plus
+// Backward): unbounded adaptive sampling took minutes, so a regression fails fast here.
+const double kHugeRoIMaxSeconds = 1.0;
+
+// Runs Forward and Backward (top diff = 1) of bottom[0]; returns the CPU seconds they took.
+template <typename Dtype>
+double ForwardBackwardSeconds(Layer<Dtype>* layer, const std::vector<Blob<Dtype>*>& bottom,
+    const std::vector<Blob<Dtype>*>& top) {
+  const std::clock_t start = std::clock();
+  layer->Forward(bottom, top);
+  Dtype* td = top[0]->mutable_cpu_diff();
+  for (int i = 0; i < top[0]->count(); ++i) td[i] = Dtype(1);
+  std::vector<bool> prop(bottom.size(), false);
+  prop[0] = true;
+  layer->Backward(top, prop, bottom);
+  if (Caffe::mode() == Caffe::GPU) bottom[0]->cpu_diff();  // waits for the kernels
+  return static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC;
+}
+
+// Expects equal values in two blobs of the same count.
+template <typename Dtype>
+void ExpectSameData(const Blob<Dtype>& a, const Blob<Dtype>& b) {
+  ASSERT_EQ(a.count(), b.count());
+  for (int i = 0; i < a.count(); ++i) {
+    EXPECT_EQ(a.cpu_data()[i], b.cpu_data()[i]) << "element " << i;
+  }
 }
 
 // Death tests (bad parameters / shapes stop with a CHECK message) in a re-executed child

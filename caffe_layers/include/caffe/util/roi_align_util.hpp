@@ -19,6 +19,34 @@
 namespace caffe {
 namespace roi_util {
 
+// At most this many adaptive samples per bin and axis (sampling_ratio <= 0): torchvision's
+// ceil(roi_size / pooled_size) without a bound makes a huge RoI (1e5 image pixels) take
+// minutes. Bins up to kMaxAdaptiveGrid feature pixels match torchvision exactly; larger bins
+// average kMaxAdaptiveGrid x kMaxAdaptiveGrid evenly spaced samples.
+const int kMaxAdaptiveGrid = 64;
+
+// True for a finite value (false for +-inf and NaN); usable in host and device code.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline bool is_finite(const Dtype x) {
+  return x - x == Dtype(0);
+}
+
+// True when the four coordinates (x1, y1, x2, y2) of box are finite.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline bool box_is_finite(const Dtype* box) {
+  return is_finite(box[0]) && is_finite(box[1]) && is_finite(box[2]) && is_finite(box[3]);
+}
+
+// Adaptive samples along one axis of a bin of `extent` feature pixels: ceil(extent), at
+// least 0 and at most kMaxAdaptiveGrid (computed in floating point, so that a huge or
+// non-finite extent never overflows the int conversion).
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline int adaptive_grid(const Dtype extent) {
+  if (!(extent > Dtype(0))) return 0;  // also NaN
+  if (!(extent < Dtype(kMaxAdaptiveGrid))) return kMaxAdaptiveGrid;
+  return static_cast<int>(ceil(extent));
+}
+
 // The four taps of a bilinear sample at (y, x) of an height x width map.
 template <typename Dtype>
 struct BilinearTaps {
@@ -28,11 +56,12 @@ struct BilinearTaps {
 
 // Bilinear weights with torchvision's rules: a sample with y < -1, y > height, x < -1 or
 // x > width lies outside (returns false, contributes nothing); otherwise the position is
-// clamped to [0, height - 1] x [0, width - 1].
+// clamped to [0, height - 1] x [0, width - 1]. A NaN position lies outside too (the
+// comparisons are written so that NaN fails them: never a NaN-to-int index).
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline bool bilinear_taps(const int height, const int width,
     Dtype y, Dtype x, BilinearTaps<Dtype>* t) {
-  if (y < Dtype(-1) || y > Dtype(height) || x < Dtype(-1) || x > Dtype(width)) {
+  if (!(y >= Dtype(-1) && y <= Dtype(height) && x >= Dtype(-1) && x <= Dtype(width))) {
     return false;
   }
   if (y <= Dtype(0)) y = Dtype(0);
@@ -127,8 +156,8 @@ GPSNET_HOST_DEVICE inline RoIGrid<Dtype> roi_grid(const Dtype* box, const Dtype 
   }
   g.bin_h = roi_h / static_cast<Dtype>(pooled_h);
   g.bin_w = roi_w / static_cast<Dtype>(pooled_w);
-  g.grid_h = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceil(roi_h / pooled_h));
-  g.grid_w = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceil(roi_w / pooled_w));
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(g.bin_h);
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(g.bin_w);
   const int n = g.grid_h * g.grid_w;
   g.count = static_cast<Dtype>(n > 1 ? n : 1);
   return g;
@@ -207,11 +236,13 @@ GPSNET_HOST_DEVICE inline void adjusted_roi5(const Dtype* roi5, const Dtype* fac
 
 // Position in the adjusted map (of size map_h x map_w, pixel centres at i + 0.5 of the
 // adjusted box's P bins) of the centre of output pixel (i, j) of the original box.
-// Returns false when the adjusted box is empty (every output pixel is then outside).
+// Returns false when the adjusted box is empty or either box has a non-finite coordinate
+// (every output pixel is then outside).
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline bool adjust_back_position(const Dtype* adj5, const Dtype* orig5,
     const int out_h, const int out_w, const int map_h, const int map_w, const int i,
     const int j, Dtype* v, Dtype* u) {
+  if (!box_is_finite(adj5 + 1) || !box_is_finite(orig5 + 1)) return false;
   const Dtype aw = adj5[3] - adj5[1], ah = adj5[4] - adj5[2];
   if (!(aw > Dtype(0)) || !(ah > Dtype(0))) return false;
   const Dtype ow = orig5[3] - orig5[1], oh = orig5[4] - orig5[2];

@@ -1,3 +1,4 @@
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -132,6 +133,43 @@ TYPED_TEST(AdjustBackLayerTest, TestOutsideValue) {
   const Dtype* t = this->blob_top_->cpu_data();
   EXPECT_NEAR(t[0], 16.5, 1e-5);
   for (int k = 1; k < 32; ++k) EXPECT_EQ(t[k], Dtype(-7)) << k;
+}
+
+// A RoI whose adjusted or original box has a non-finite coordinate (NaN, +-inf) reads as
+// outside everywhere: outside_value in the forward pass, a zero gradient in the backward
+// pass; the other RoIs are unaffected (no NaN-to-index conversion, no crash).
+TYPED_TEST(AdjustBackLayerTest, TestNonFiniteRoIsAreOutside) {
+  typedef typename TypeParam::Dtype Dtype;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const double adjusted[] = {0, 0, 0, 4, 4,  0, 0, 0, inf, 4,  0, -inf, 0, 4, 4,
+                             0, 0, 0, 4, 4,  0, 0, 0, 4, 4};
+  const double original[] = {0, 0, 0, 4, 4,  0, 0, 0, 4, 4,  0, 0, 0, 4, 4,
+                             0, nan, 0, 4, 4,  0, 0, 0, 4, inf};
+  const int num = 5, P = 4;
+  std::vector<double> m(num * P * P);
+  for (int k = 0; k < num * P * P; ++k) m[k] = 1 + k % (P * P);
+  SetBlob(this->blob_maps_, Shape(num, 1, P, P), m);
+  this->SetBoxes(adjusted, original, num);
+  LayerParameter p;
+  p.mutable_adjust_back_param()->set_outside_value(-3);
+  AdjustBackLayer<Dtype> layer(p);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  std::vector<bool> prop(3, false);
+  prop[0] = true;
+  layer.Backward(this->blob_top_vec_, prop, this->blob_bottom_vec_);
+  const Dtype* t = this->blob_top_->cpu_data();
+  const Dtype* d = this->blob_maps_->cpu_diff();
+  for (int k = 0; k < P * P; ++k) {  // RoI 0: equal boxes, the identity
+    EXPECT_NEAR(t[k], 1 + k, 1e-5) << k;
+    EXPECT_NEAR(d[k], 1, 1e-5) << k;
+  }
+  for (int k = P * P; k < num * P * P; ++k) {
+    EXPECT_EQ(t[k], Dtype(-3)) << "roi " << k / (P * P);
+    EXPECT_EQ(d[k], Dtype(0)) << "roi " << k / (P * P);
+  }
 }
 
 TYPED_TEST(AdjustBackLayerTest, TestZeroRoIs) {

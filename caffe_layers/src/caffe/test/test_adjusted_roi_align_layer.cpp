@@ -9,6 +9,7 @@
 #include "caffe/filler.hpp"
 #include "caffe/layers/adjust_back_layer.hpp"
 #include "caffe/layers/adjusted_roi_align_layer.hpp"
+#include "caffe/util/roi_align_util.hpp"
 #include "caffe/layers/roi_align_layer.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
@@ -218,6 +219,35 @@ TYPED_TEST(AdjustedRoIAlignLayerTest, TestZeroRoIs) {
   }
 }
 
+// Adaptive sampling on a huge RoI is capped as in RoIAlign: fast, and equal to
+// sampling_ratio = kMaxAdaptiveGrid (every RoI has a huge side; a face makes its box larger still).
+TYPED_TEST(AdjustedRoIAlignLayerTest, TestHugeRoIAdaptiveIsCapped) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->FillRandom();
+  const double sizes[] = {1e5, 1e9, 1e11};
+  for (int s = 0; s < 3; ++s) {
+    const double big = sizes[s];
+    const double rois[] = {0, -1, -1, big, big, 0, 0, 0, big, big / 2, 1, -big, -big, big, big};
+    const double faces[] = {0, big / 2, 1, big / 2 + 1, 2, 1,
+                            0, 0, 0, 0, 0, 0,
+                            1, 0, 0, 1, 1, 1};
+    SetBlob(this->blob_rois_, Shape(3, 5), std::vector<double>(rois, rois + 15));
+    SetBlob(this->blob_faces_, Shape(3, 6), std::vector<double>(faces, faces + 18));
+    AdjustedRoIAlignLayer<Dtype> adaptive(this->Param(2, 0, false));
+    adaptive.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_LT(roi_test::ForwardBackwardSeconds(&adaptive, this->blob_bottom_vec_,
+              this->blob_top_vec_), roi_test::kHugeRoIMaxSeconds) << "size " << big;
+    Blob<Dtype> expected, expected_adjusted;
+    vector<Blob<Dtype>*> expected_top;
+    expected_top.push_back(&expected);
+    expected_top.push_back(&expected_adjusted);
+    AdjustedRoIAlignLayer<Dtype> capped(this->Param(2, roi_util::kMaxAdaptiveGrid, false));
+    capped.SetUp(this->blob_bottom_vec_, expected_top);
+    capped.Forward(this->blob_bottom_vec_, expected_top);
+    roi_test::ExpectSameData(*this->blob_top_, expected);
+  }
+}
+
 TYPED_TEST(AdjustedRoIAlignLayerTest, TestGradient) {
   typedef typename TypeParam::Dtype Dtype;
   this->FillRandom();
@@ -344,6 +374,9 @@ TEST_F(AdjustedRoIAlignLayerDeathTest, TestBadParams) {
   p.mutable_adjusted_roi_align_param()->set_pooled_h(3);
   p.mutable_adjusted_roi_align_param()->set_spatial_scale(-1);
   EXPECT_DEATH(Run(p, 2), "spatial_scale must be > 0");
+  p.mutable_adjusted_roi_align_param()->set_spatial_scale(
+      std::numeric_limits<float>::infinity());
+  EXPECT_DEATH(Run(p, 2), "spatial_scale must be > 0 and finite, got inf");
 }
 
 TEST_F(AdjustedRoIAlignLayerDeathTest, TestFacesRowMismatch) {

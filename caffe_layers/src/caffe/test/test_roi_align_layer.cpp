@@ -7,6 +7,7 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/roi_align_layer.hpp"
+#include "caffe/util/roi_align_util.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
@@ -191,6 +192,30 @@ TYPED_TEST(RoIAlignLayerTest, TestZeroRoIs) {
   }
 }
 
+// Adaptive sampling (sampling_ratio <= 0) takes at most kMaxAdaptiveGrid samples per bin and
+// axis: a huge RoI answers at once, with exactly the output of sampling_ratio =
+// kMaxAdaptiveGrid (200: some samples on the map; 1e5 and more: every sample off the map).
+TYPED_TEST(RoIAlignLayerTest, TestHugeRoIAdaptiveIsCapped) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->FillRamp();
+  const double sizes[] = {200, 1e5, 1e9, 1e11};
+  for (int s = 0; s < 4; ++s) {
+    const double roi[] = {0, -0.5, -0.5, sizes[s], sizes[s]};
+    SetBlob(this->blob_rois_, Shape(1, 5), std::vector<double>(roi, roi + 5));
+    RoIAlignLayer<Dtype> adaptive(this->Param(1, 0, false));
+    adaptive.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_LT(roi_test::ForwardBackwardSeconds(&adaptive, this->blob_bottom_vec_,
+              this->blob_top_vec_), roi_test::kHugeRoIMaxSeconds) << "size " << sizes[s];
+    Blob<Dtype> expected;
+    vector<Blob<Dtype>*> expected_top(1, &expected);
+    RoIAlignLayer<Dtype> capped(this->Param(1, roi_util::kMaxAdaptiveGrid, false));
+    capped.SetUp(this->blob_bottom_vec_, expected_top);
+    capped.Forward(this->blob_bottom_vec_, expected_top);
+    roi_test::ExpectSameData(*this->blob_top_, expected);
+    if (s == 0) EXPECT_GT(expected.cpu_data()[0], Dtype(0));
+  }
+}
+
 TYPED_TEST(RoIAlignLayerTest, TestGradientAligned) {
   typedef typename TypeParam::Dtype Dtype;
   this->FillRandom();
@@ -246,6 +271,9 @@ TEST_F(RoIAlignLayerDeathTest, TestBadParams) {
   p.mutable_roi_align_param()->set_pooled_w(2);
   p.mutable_roi_align_param()->set_spatial_scale(0);
   EXPECT_DEATH(Run(p, rois), "spatial_scale must be > 0");
+  // An infinite scale would put every sample off the features (a silent all-zero output).
+  p.mutable_roi_align_param()->set_spatial_scale(std::numeric_limits<float>::infinity());
+  EXPECT_DEATH(Run(p, rois), "spatial_scale must be > 0 and finite, got inf");
 }
 
 TEST_F(RoIAlignLayerDeathTest, TestBadRoIs) {

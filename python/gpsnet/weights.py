@@ -1,0 +1,140 @@
+"""Checked loading of Caffe weights (``.caffemodel``) and solver states (``.solverstate``).
+
+``load_weights(net, path)`` reads the file as a ``NetParameter`` first: a missing, empty or
+unparsable file, a file with no layer the net can take, or a blob whose shape differs from the
+net's is a ``WeightsError`` (a ``ValueError``) naming the file, where pycaffe would load nothing
+without a word, or abort. It prints which learnable layers were filled and which were left at
+their fillers (a warning on stderr when some were).
+
+``resumable_state(path, ...)`` checks a ``--resume`` file: a ``.caffemodel`` is refused with a hint
+(``--weights``); a solverstate whose stored ``learned_net`` path is gone (its run folder moved)
+gets that path resolved beside the solverstate.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WEIGHTS_SUFFIX = ".caffemodel"
+STATE_SUFFIX = ".solverstate"
+LISTED_NAMES = 8   # layer names shown in messages
+
+
+class WeightsError(ValueError):
+    """A weights or solver-state file that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class WeightsReport:
+    path: Path
+    filled: list[str]   # the net's learnable layers given weights by the file
+    left: list[str]     # the net's learnable layers left at their fillers
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:LISTED_NAMES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > LISTED_NAMES else "")
+
+
+def _read(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    data = path.read_bytes()
+    if not data:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a {what} file")
+    return data
+
+
+def read_net_param(path: str | Path) -> Any:
+    """The ``NetParameter`` of a binary ``.caffemodel``; ``WeightsError`` when it is none."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    path = Path(path)
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(_read(path, "weights"))
+    except DecodeError as err:
+        raise WeightsError(f"{path}: not a Caffe {WEIGHTS_SUFFIX} (does not parse as a NetParameter: "
+                           f"{err})") from None
+    if not any(layer.blobs for layer in [*param.layer, *param.layers]):
+        raise WeightsError(f"{path}: not a Caffe {WEIGHTS_SUFFIX}: no layer with weights in it")
+    return param
+
+
+def _blob_shape(blob: Any) -> tuple[int, ...]:
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim)
+    return (blob.num, blob.channels, blob.height, blob.width)   # legacy 4-D blobs
+
+
+def _same_shape(saved: tuple[int, ...], net: tuple[int, ...]) -> bool:
+    if saved == net:
+        return True
+    # Caffe's ShapeEquals for a legacy blob: the net's shape padded to 4 axes on the left.
+    return len(saved) == 4 and len(net) <= 4 and saved == (1,) * (4 - len(net)) + net
+
+
+def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsReport:
+    """Copy a ``.caffemodel`` into ``net`` by layer name, checked (see the module docstring)."""
+    path = Path(path)
+    param = read_net_param(path)
+    saved = {layer.name: [_blob_shape(b) for b in layer.blobs]
+             for layer in [*param.layer, *param.layers] if layer.blobs}
+    learnable = list(net.params.keys())
+    filled = [name for name in learnable if name in saved]
+    left = [name for name in learnable if name not in saved]
+    if not filled:
+        raise WeightsError(f"{path}: none of the net's {len(learnable)} learnable layers has weights in "
+                           f"this file (weights of another net? its layers: {_names(sorted(saved))})")
+    for name in filled:
+        shapes = [tuple(b.data.shape) for b in net.params[name]]
+        if len(shapes) != len(saved[name]) or not all(map(_same_shape, saved[name], shapes)):
+            raise WeightsError(f"{path}: layer {name!r} has blobs of shapes {saved[name]} in the file, "
+                               f"{shapes} in the net")
+    net.copy_from(str(path))
+    if not quiet:
+        print(f"weights {path}: filled {len(filled)} of {len(learnable)} learnable layers", flush=True)
+    if left:
+        print(f"warning: weights {path}: {len(left)} of {len(learnable)} learnable layers left at their "
+              f"fillers (not in the file): {_names(left)}", file=sys.stderr, flush=True)
+    return WeightsReport(path, filled, left)
+
+
+def _history_blobs(net: Any, solver_type: str) -> int:
+    """The history blobs Caffe's solver keeps: one per learnable blob (SGD), two (Adam)."""
+    return sum(len(blobs) for blobs in net.params.values()) * (2 if solver_type == "Adam" else 1)
+
+
+def resumable_state(path: str | Path, net: Any, solver_type: str, staging: Path) -> Path:
+    """The solverstate to give ``solver.restore``: ``path`` itself, or a copy in ``staging`` whose
+    ``learned_net`` is resolved beside ``path`` when the stored one is gone."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    path = Path(path)
+    if path.suffix == WEIGHTS_SUFFIX:
+        raise WeightsError(f"--resume {path}: a {WEIGHTS_SUFFIX} holds weights only; --resume takes the "
+                           f"{STATE_SUFFIX} written beside it (to start from these weights, pass "
+                           f"--weights {path})")
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(_read(path, "solver state"))
+    except DecodeError as err:
+        raise WeightsError(f"--resume {path}: not a Caffe {STATE_SUFFIX} ({err})") from None
+    expected = _history_blobs(net, solver_type)
+    if len(state.history) != expected:
+        raise WeightsError(f"--resume {path}: {len(state.history)} history blobs where the {solver_type} solver "
+                           f"of this net keeps {expected}: not a {STATE_SUFFIX} of this net and --solver "
+                           f"(a {WEIGHTS_SUFFIX} goes to --weights)")
+    if not state.learned_net or Path(state.learned_net).is_file():
+        return path
+    beside = path.parent / Path(state.learned_net).name
+    if not beside.is_file():
+        raise FileNotFoundError(f"--resume {path}: its weights {state.learned_net} are gone, and {beside} "
+                                "is missing too")
+    print(f"resume: {state.learned_net} is gone; using {beside} beside the solverstate", flush=True)
+    state.learned_net = str(beside.resolve())
+    fixed = staging / path.name
+    fixed.write_bytes(state.SerializeToString())
+    return fixed
