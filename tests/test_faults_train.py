@@ -21,11 +21,11 @@ if "RoIAlign" not in caffe.layer_type_list():
 
 from gpsnet import infer, safeio, train  # noqa: E402
 from gpsnet.data import layout  # noqa: E402
-from gpsnet.nets.builder import setting  # noqa: E402
+from gpsnet.nets.builder import CPU_SCHEDULE, setting  # noqa: E402
 from gpsnet.weights import WeightsError, load_weights, read_net_param  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-TINY = ["--setting", "tiny", "--display", "1", *train.CPU_SCHEDULE.argv()]
+TINY = ["--setting", "tiny", "--display", "1", *CPU_SCHEDULE.argv()]
 SIGNAL_TIMEOUT_S = 120
 
 
@@ -166,7 +166,7 @@ def test_write_failed_names_the_path_and_errno(tmp_path, monkeypatch):
 def test_a_signal_snapshots_and_exits(sig, data_root, tmp_path):
     out = tmp_path / "run"
     proc = _cli("train", "--variant", "loc", "--setting", "tiny", "--data", str(data_root), "--out", str(out),
-                "--iters", "100000", "--display", "1", *train.CPU_SCHEDULE.argv())
+                "--iters", "100000", "--display", "1", *CPU_SCHEDULE.argv())
     log = out / "log.jsonl"
     deadline = time.time() + SIGNAL_TIMEOUT_S
     while not (log.is_file() and len(log.read_text().splitlines()) >= 2):
