@@ -56,6 +56,27 @@ def test_face_majority_select_matches_reference(seed, min_overlap):
     assert top[:, 5].any() and not top[:, 5].all()
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("score_threshold", [0.0, 0.5, 1.0])
+def test_face_majority_select_with_scores_matches_reference(seed, score_threshold):
+    """The third bottom (face scores): a face below score_threshold never beats one at or above."""
+    rng = np.random.default_rng(seed)
+    rois, faces = random_persons_and_faces(rng, 15, 25, 2, 40)
+    scores = f32(rng.uniform(0, 1, len(faces)))
+    net = nets.layer_net("FaceMajoritySelect", [rois.shape, faces.shape, scores.shape], 1,
+                         "face_majority_select_param", {"score_threshold": score_threshold})
+    (top,), _ = nets.run_layer(net, [rois, faces, scores])
+    want = face_majority_select(rois, faces, scores=scores, score_threshold=f32(score_threshold)[()])
+    np.testing.assert_array_equal(top, f32(want))
+    unscored = face_majority_select(rois, faces)
+    if score_threshold == 0.0:
+        np.testing.assert_array_equal(want, unscored)
+    for r, row in enumerate(want):   # no face of the roi's image scoring higher-tier is larger inside
+        picked = np.flatnonzero((faces[:, 1:] == row[1:5]).all(1))
+        if row[5] and scores[picked[0]] < score_threshold:
+            assert not face_majority_select(rois[r:r + 1], faces[scores >= score_threshold])[0, 5]
+
+
 def test_face_majority_select_without_faces_and_without_rois():
     rois = np.array([[0, 0, 0, 10, 10], [1, 2, 2, 6, 6]], np.float32)
     net = nets.layer_net("FaceMajoritySelect", [rois.shape, (1, 5)], 1)
@@ -201,6 +222,8 @@ BAD = [
     ("AdjustedRoIAlign", "adjusted_roi_align_param", {"pooled_w": 0}, "pooled_w must be > 0"),
     ("FaceMajoritySelect", "face_majority_select_param", {"min_overlap": -0.1},
      "min_overlap must lie in [0, 1]"),
+    ("FaceMajoritySelect", "face_majority_select_param", {"score_threshold": 1.5},
+     "score_threshold must lie in [0, 1]"),
 ]
 
 

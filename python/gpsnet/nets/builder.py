@@ -52,6 +52,9 @@ class NetConfig:
     test_post_nms: int = 100
     min_size: float = 4.0
     det_score_thresh: float = 0.05
+    # Test nets: a detected face scoring below this never becomes a person's major face while one
+    # at or above it lies in the person RoI (FaceMajoritySelect's score_threshold; docs/nets.md).
+    face_score_thresh: float = 0.5
     det_nms: float = 0.4
     max_persons: int = 30
     batch_size: int = 2
@@ -362,8 +365,12 @@ def build(variant: str, cfg: NetConfig, train: bool):
     p = cfg.pooled
     adjusted = variant in ADJUSTED
     if adjusted:
-        faces = n.gt_faces if train else n.face_rois
-        n.major_faces = L.FaceMajoritySelect(rois, faces, propagate_down=[False, False])
+        if train:   # ground-truth faces: no scores, the largest face inside wins (the paper's rule)
+            n.major_faces = L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+        else:
+            n.major_faces = L.FaceMajoritySelect(
+                rois, n.face_rois, n.face_scores, propagate_down=[False, False, False],
+                face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
             adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride), face_x=FACE_X, face_y=FACE_Y))

@@ -101,16 +101,19 @@ def roi_align_backward(top_diff, features_shape, rois, pooled_h=7, pooled_w=7,
     return grad.reshape(n, c, h, w)
 
 
-def face_majority_select(rois, faces, min_overlap=0.0):
+def face_majority_select(rois, faces, min_overlap=0.0, scores=None, score_threshold=0.0):
     """R x 6 (batch, x1, y1, x2, y2, valid): per person RoI, the face of the same image whose
     centre lies inside the RoI (borders included) with the largest area inside the RoI
-    (ties: lowest face index; faces with area inside < min_overlap * area ignored)."""
+    (ties: lowest face index; faces with area inside < min_overlap * area ignored). With
+    ``scores``, a face scoring below ``score_threshold`` never beats one at or above it."""
     rois = np.asarray(rois, dtype=np.float64).reshape(-1, 5)
     faces = np.asarray(faces, dtype=np.float64).reshape(-1, 5)
+    high = (np.ones(len(faces), bool) if scores is None
+            else np.asarray(scores, dtype=np.float64).reshape(-1) >= score_threshold)
     out = np.zeros((len(rois), 6))
     for r, (b, x1, y1, x2, y2) in enumerate(rois):
         out[r, 0] = b
-        best, best_area = -1, 0.0
+        best, best_key = -1, (False, 0.0)
         for f, (fb, fx1, fy1, fx2, fy2) in enumerate(faces):
             if fb != b:
                 continue
@@ -122,8 +125,9 @@ def face_majority_select(rois, faces, min_overlap=0.0):
             inter = iw * ih if iw > 0 and ih > 0 else 0.0
             if inter < min_overlap * (fx2 - fx1) * (fy2 - fy1):
                 continue
-            if best < 0 or inter > best_area:
-                best, best_area = f, inter
+            key = (bool(high[f]), inter)      # high-score faces first, then the area inside
+            if best < 0 or key > best_key:
+                best, best_key = f, key
         if best >= 0:
             out[r, 1:5] = faces[best, 1:5]
             out[r, 5] = 1.0

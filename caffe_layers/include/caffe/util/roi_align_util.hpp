@@ -256,11 +256,15 @@ GPSNET_HOST_DEVICE inline bool adjust_back_position(const Dtype* adj5, const Dty
 // The major face of one person RoI: among the faces of the same image whose centre lies
 // inside the RoI (borders included) and whose area inside the RoI is at least
 // min_overlap * face area, the one with the largest area inside the RoI; ties: the lowest
-// face index. Writes (b, x1, y1, x2, y2, valid) into out6; no face: (b, 0, 0, 0, 0, 0).
+// face index. With scores (NULL: none), a face scoring below score_threshold never beats one
+// at or above it (the high-score faces rank first, then the area inside). Writes
+// (b, x1, y1, x2, y2, valid) into out6; no face: (b, 0, 0, 0, 0, 0).
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline void select_major_face(const Dtype* roi5, const Dtype* faces,
-    const int num_faces, const Dtype min_overlap, Dtype* out6) {
+    const Dtype* scores, const int num_faces, const Dtype min_overlap,
+    const Dtype score_threshold, Dtype* out6) {
   int best = -1;
+  bool best_high = false;
   Dtype best_area = Dtype(0);
   for (int f = 0; f < num_faces; ++f) {
     const Dtype* face = faces + 5 * f;
@@ -273,8 +277,10 @@ GPSNET_HOST_DEVICE inline void select_major_face(const Dtype* roi5, const Dtype*
     const Dtype inter = (iw > Dtype(0) && ih > Dtype(0)) ? iw * ih : Dtype(0);
     const Dtype area = (face[3] - face[1]) * (face[4] - face[2]);
     if (inter < min_overlap * area) continue;
-    if (best < 0 || inter > best_area) {
+    const bool high = scores == NULL || scores[f] >= score_threshold;
+    if (best < 0 || (high && !best_high) || (high == best_high && inter > best_area)) {
       best = f;
+      best_high = high;
       best_area = inter;
     }
   }
