@@ -306,3 +306,12 @@ def test_disk_full_writing_the_log_is_a_clear_error(data_root, tmp_path, monkeyp
     monkeypatch.setattr(Path, "open", full_log)
     assert train.main(_argv(data_root, out, "--iters", "2")) == 1
     assert f"cannot write {out / 'log.jsonl'}: [Errno {errno.ENOSPC} ENOSPC]" in capsys.readouterr().err
+
+
+def test_demo_and_ablate_stop_on_a_non_finite_loss_with_a_message(data_root, tmp_path):
+    for cmd, extra in (("demo", ()), ("ablate", ("--variants", "loc", "--setting", "tiny", "--split", "val"))):
+        proc = _cli(cmd, "--data", str(data_root), "--iters", "20", "--lr", "1e30", "--out", str(tmp_path / cmd),
+                    *extra)
+        log, _ = proc.communicate(timeout=SIGNAL_TIMEOUT_S)
+        assert proc.returncode == train.RC_NON_FINITE, log
+        assert f"gpsnet {cmd}: iteration" in log and "non-finite loss" in log and "Traceback" not in log

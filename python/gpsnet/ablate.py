@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                  "lr_policy": args.lr_policy, "seeds": sorted({s for _, s in jobs}),
                  "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
             bar_chart(summary, args.out / "ablation.png")
+    except train.TrainingStopped as err:   # finished (variant, seed) runs stay: a rerun resumes
+        print(f"gpsnet ablate: {err}", file=sys.stderr)
+        return err.rc
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"gpsnet ablate: {err}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ snapshots), eval/ (predictions, overlays, results.json).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -46,11 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
     t_data = time.time() - t0
-    result = train.train(train.parse_args([
-        "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
-        *train.schedule_of(args).argv(), "--out", str(args.out / "run"), "--seed", str(args.seed),
-        "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
-        "--overwrite"]))
+    try:
+        result = train.train(train.parse_args([
+            "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
+            *train.schedule_of(args).argv(), "--out", str(args.out / "run"), "--seed", str(args.seed),
+            "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
+            "--overwrite"]))
+    except train.TrainingStopped as err:   # a signal, a non-finite loss, a data error: said, snapshot kept
+        print(f"gpsnet demo: {err}", file=sys.stderr)
+        return err.rc
     t_train = time.time() - t0 - t_data
     ev = ["--variant", args.variant, "--small", "--weights", str(result["snapshot"]), "--data", str(root),
           "--split", "test", "--out", str(args.out / "eval"), "--overlays", str(args.overlays)]
