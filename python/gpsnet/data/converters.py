@@ -32,7 +32,7 @@ import numpy as np
 from gpsnet.classes import CLASS_ID, IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.layout import (JPEG_SUFFIXES, LAYOUT_DIRS, PNG_SUFFIX, SPLITS, AnnotationIndex, GPSDataError,
                                 annotation_path, check_image_id, encode_png, image_path, index_person_files,
-                                mask_box, person_files, read_image, read_label, write_split)
+                                mask_box, parse_id_lines, person_files, read_image, read_label, write_split)
 from gpsnet.data.outputs import OVERWRITE_FLAG, check_apart, make_folder, prepare_output_folder, write_file
 from gpsnet.data.synthetic import parse_ratios, split_ids
 
@@ -182,22 +182,11 @@ def _listed_ids(path: Path, known: set[str]) -> list[str]:
     checked by `check_image_id`, a repeated id an error; ids without an image are dropped with one
     warning giving their count. GPSDataError when none is left."""
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise GPSDataError(f"{path}: unreadable list ({err})") from None
-    ids: list[str] = []
-    first_line: dict[str, int] = {}
-    for lineno, line in enumerate(lines, start=1):
-        name = line.strip()
-        if not name:
-            continue
-        image_id = Path(name).stem if name.lower().endswith(IMAGE_SUFFIXES) else name
-        check_image_id(image_id, f"{path}:{lineno}")
-        if image_id in first_line:
-            raise GPSDataError(f"{path}:{lineno}: id {image_id!r} listed twice (first on line "
-                               f"{first_line[image_id]})")
-        first_line[image_id] = lineno
-        ids.append(image_id)
+    ids = parse_id_lines(text, path, to_id=lambda name: Path(name).stem if name.lower().endswith(IMAGE_SUFFIXES)
+                         else name)
     kept = [i for i in ids if i in known]
     if len(kept) < len(ids):
         dropped = [i for i in ids if i not in known]

@@ -18,7 +18,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -436,20 +436,30 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
         raise GPSDataError(f"{path}: missing split list") from None
     except (OSError, UnicodeDecodeError) as err:
         raise GPSDataError(f"{path}: unreadable split list ({err})") from None
+    ids = parse_id_lines(text, path, comments=True)
+    if not ids:
+        raise GPSDataError(f"{path}: empty split list")
+    return ids
+
+
+def parse_id_lines(text: str, path: str | os.PathLike, comments: bool = False,
+                   to_id: Callable[[str], str] = str) -> list[str]:
+    """The ids of a list file's ``text``, one per line (``to_id`` maps a line to its id; blank lines,
+    and with ``comments`` lines starting with '#', skipped), in file order; each checked by
+    `check_image_id`, an id listed twice a GPSDataError naming the list and both lines."""
     ids: list[str] = []
     first_line: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
-        image_id = line.strip()
-        if not image_id or image_id.startswith("#"):
+        name = line.strip()
+        if not name or (comments and name.startswith("#")):
             continue
+        image_id = to_id(name)
         check_image_id(image_id, f"{path}:{lineno}")
         if image_id in first_line:
             raise GPSDataError(f"{path}:{lineno}: id {image_id!r} listed twice "
                                f"(first on line {first_line[image_id]})")
         first_line[image_id] = lineno
         ids.append(image_id)
-    if not ids:
-        raise GPSDataError(f"{path}: empty split list")
     return ids
 
 
