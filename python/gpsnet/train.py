@@ -216,9 +216,11 @@ class LearningCurve:
     them) and keeps ``curve.json`` / ``curve.png`` in the run folder."""
 
     def __init__(self, solver_net: Any, variant: str, cfg: NetConfig, test_net_text: str,
-                 root: Path, split: str, limit: int, out: Path) -> None:
+                 root: Path, split: str, limit: int, out: Path, gpu: int | None = None) -> None:
         from gpsnet.infer import Predictor
-        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text)
+        # the same mode as the solver: Predictor sets Caffe's (process-wide) mode, and a CPU-mode
+        # predictor would switch a GPU run's later solver steps to the CPU
+        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text, gpu=gpu)
         self.predictor.net.share_with(solver_net)
         self.root, self.split, self.limit, self.out = root, split, limit, out
         self.rows: list[dict[str, Any]] = []
@@ -245,6 +247,8 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
+    from gpsnet.device import use_device
+    use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
     name = args.setting or ("small" if args.small else "full")
     cfg = cfg or setting(name)
     small = name != "full"
@@ -269,11 +273,6 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     solver_path.write_text(solver_text(str(train_net.resolve()), str(prefix), max_iter=max(iters, 1),
                                        snapshot=args.snapshot_every, seed=args.seed, base_lr=args.lr,
                                        solver_type=args.solver, lr_policy=args.lr_policy))
-    if args.gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
     solver = caffe.get_solver(str(solver_path))
     if args.weights:
@@ -299,7 +298,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
         test_text = (Path(args.test_net).read_text() if args.test_net
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
-                              args.eval_limit, out)
+                              args.eval_limit, out, gpu=args.gpu)
     t_start = time.time()
     t_eval = 0.0
     with log_path.open("a") as log:
