@@ -168,6 +168,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", help="a .solverstate to continue from")
     ap.add_argument("--iters", type=int, default=None, help="train up to this iteration (default 100000)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="stop (learning-curve point and snapshot included) after this many seconds of "
+                         "training; --resume continues the same schedule (0: no limit)")
     add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
@@ -299,10 +302,16 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
                               args.eval_limit, out, gpu=args.gpu)
+        if args.resume and (out / "curve.json").is_file():   # the resumed run's earlier points
+            curve.rows = [r for r in json.loads((out / "curve.json").read_text()) if r["iter"] <= start]
     t_start = time.time()
     t_eval = 0.0
     with log_path.open("a") as log:
         while solver.iter < iters:
+            if args.time_limit and time.time() - t_start >= args.time_limit:
+                print(f"time limit: stopping at iteration {solver.iter} of {iters} after "
+                      f"{time.time() - t_start:.0f}s (--resume the snapshot to continue)", flush=True)
+                break
             if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
                 t0 = time.time()
                 curve(solver.iter)
