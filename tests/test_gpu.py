@@ -130,3 +130,55 @@ def test_boost_python_patch_touches_only_boost_python_sources():
     assert not any("Py_SET_TYPE" in line for line in removed)
     assert sum("Py_SET_TYPE" in line for line in added) == 6
     assert sum("Py_SET_SIZE" in line for line in added) == 2
+
+
+def fake_pack(tmp_path: Path, python: str, files: list[str]) -> Path:
+    import tarfile
+    stage = tmp_path / "stage"
+    for f in files:
+        (stage / f).parent.mkdir(parents=True, exist_ok=True)
+        (stage / f).write_text("")
+    (stage / "MANIFEST").write_text(f"python {python}\n")
+    pack = tmp_path / "pack.tar.xz"
+    with tarfile.open(pack, "w:xz") as tar:
+        tar.add(stage, arcname=".")
+    return pack
+
+
+PACK_FILES = ["lib/libcaffe.so.1.0.0", "lib/libboost_python312.so.1.74.0", "python/caffe/__init__.py",
+              "python/caffe/_caffe.so", "python/caffe/proto/caffe_pb2.py"]
+
+
+def run_gpu_run(tmp_path: Path, pack: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(pack), "--steps", "check"],
+                          env=dict(os.environ, OUT=str(tmp_path / "out"), GPSNET_GPU_DIR=str(tmp_path / "work"),
+                                   PYTHON=sys.executable),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_gpu_run_names_what_a_pack_lacks(tmp_path):
+    here = f"{sys.version_info[0]}{sys.version_info[1]}"
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, here, [f for f in PACK_FILES if not f.endswith("_caffe.so")]))
+    assert res.returncode == 1
+    assert "lacks python/caffe/_caffe.so" in res.stdout
+
+
+def test_gpu_run_refuses_a_pack_for_another_python(tmp_path):
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, "399", PACK_FILES))
+    assert res.returncode == 1
+    assert "for Python 399" in res.stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".carry" / "gpsnet-gpu.tar.xz").is_file(), reason="no pack made here")
+def test_a_made_pack_holds_a_pycaffe_free_of_python_311(tmp_path):
+    """On a machine where scripts/gpu_pack ran: its _caffe.so and libcaffe need no libpython and no
+    other Boost.Python than the packed one."""
+    import tarfile
+    with tarfile.open(ROOT / ".carry" / "gpsnet-gpu.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="tar")
+    for f in PACK_FILES[:1] + ["python/caffe/_caffe.so"]:
+        needed = subprocess.run(["readelf", "-d", str(tmp_path / f)], capture_output=True, text=True).stdout
+        assert "libpython" not in needed and "boost_python311" not in needed
+    manifest = (tmp_path / "MANIFEST").read_text()
+    assert manifest.startswith("python 312\n")
+    assert "./lib/libboost_python312.so.1.74.0" in manifest
