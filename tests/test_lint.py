@@ -11,8 +11,8 @@ RUFF = Path(sys.executable).parent / "ruff"
 
 
 def python_scripts() -> list[Path]:
-    return [p for p in sorted((ROOT / "scripts").iterdir())
-            if p.is_file() and p.read_bytes()[:64].split(b"\n")[0].endswith(b"python3")]
+    return [p for p in sorted((ROOT / "scripts").rglob("*"))
+            if p.is_file() and (p.suffix == ".py" or p.read_bytes()[:64].split(b"\n")[0].endswith(b"python3"))]
 
 
 def _ruff(*paths: Path | str) -> subprocess.CompletedProcess:

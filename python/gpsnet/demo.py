@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlays", type=int, default=12, help="overlays of the first N test images")
     ap.add_argument("--eval-limit-test", type=int, default=0, help="evaluate at most N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gpu", type=int, help="GPU id for training and evaluation (default: CPU; docs/gpu.md)")
     args = ap.parse_args(argv)
     from gpsnet import evaluate_net
     cfg = NetConfig.small()
@@ -52,13 +53,15 @@ def main(argv: list[str] | None = None) -> int:
             "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
             *train.schedule_of(args).argv(), "--out", str(args.out / "run"), "--seed", str(args.seed),
             "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
-            "--overwrite"]))
+            "--overwrite", *(["--gpu", str(args.gpu)] if args.gpu is not None else [])]))
     except train.TrainingStopped as err:   # a signal, a non-finite loss, a data error: said, snapshot kept
         print(f"gpsnet demo: {err}", file=sys.stderr)
         return err.rc
     t_train = time.time() - t0 - t_data
     ev = ["--variant", args.variant, "--small", "--weights", str(result["snapshot"]), "--data", str(root),
           "--split", "test", "--out", str(args.out / "eval"), "--overlays", str(args.overlays)]
+    if args.gpu is not None:
+        ev += ["--gpu", str(args.gpu)]
     if args.eval_limit_test:
         ev += ["--limit", str(args.eval_limit_test)]
     rc = evaluate_net.main(ev)

@@ -90,11 +90,8 @@ class Predictor:
                  net_text_override: str | None = None) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe
-        if gpu is None:
-            caffe.set_mode_cpu()
-        else:
-            caffe.set_device(gpu)
-            caffe.set_mode_gpu()
+        from gpsnet.device import use_device
+        use_device(caffe, gpu)
         self.variant, self.cfg, self.score_thresh = variant, cfg, score_thresh
         text = net_text_override or net_param_text(variant, cfg, False, net, small)
         if weights and not Path(weights).is_file():

@@ -241,6 +241,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", help="a .solverstate to continue from")
     ap.add_argument("--iters", type=int, default=None, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
     ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="stop (learning-curve point and snapshot included) after this many seconds of "
+                         "training; --resume continues the same schedule (0: no limit)")
     add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
@@ -289,9 +292,11 @@ class LearningCurve:
     them) and keeps ``curve.json`` / ``curve.png`` in the run folder."""
 
     def __init__(self, solver_net: Any, variant: str, cfg: NetConfig, test_net_text: str,
-                 root: Path, split: str, limit: int, out: Path) -> None:
+                 root: Path, split: str, limit: int, out: Path, gpu: int | None = None) -> None:
         from gpsnet.infer import Predictor
-        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text)
+        # the same mode as the solver: Predictor sets Caffe's (process-wide) mode, and a CPU-mode
+        # predictor would switch a GPU run's later solver steps to the CPU
+        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text, gpu=gpu)
         self.predictor.net.share_with(solver_net)
         self.root, self.split, self.limit, self.out = root, split, limit, out
         self.rows: list[dict[str, Any]] = []
@@ -452,6 +457,8 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
+    from gpsnet.device import use_device
+    use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
     name = args.setting or ("small" if args.small else "full")
     cfg = cfg or setting(name)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
@@ -484,11 +491,6 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
     solver_path = out / "solver.prototxt"
     atomic_write_text(solver_path, solver_text(str(train_net.resolve()), str(prefix),
                                                snapshot=args.snapshot_every, **schedule))
-    if args.gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
     caffe.set_random_seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
         work = Path(work_dir)
@@ -539,7 +541,9 @@ def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: lis
         test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
-                              args.eval_limit, out)
+                              args.eval_limit, out, gpu=args.gpu)
+        if args.resume and (out / "curve.json").is_file():   # the resumed run's earlier points
+            curve.rows = [r for r in json.loads((out / "curve.json").read_text()) if r["iter"] <= start]
     t_start = time.time()
     t_eval = 0.0
     stopped: TrainingStopped | None = None
@@ -548,6 +552,10 @@ def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: lis
             if signals:
                 stopped = TrainingStopped(f"stopped by {signal.Signals(signals[0]).name} at iteration "
                                           f"{solver.iter}", 128 + signals[0])
+                break
+            if args.time_limit and time.time() - t_start >= args.time_limit:
+                print(f"time limit: stopping at iteration {solver.iter} of {iters} after "
+                      f"{time.time() - t_start:.0f}s (--resume the snapshot to continue)", flush=True)
                 break
             if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
                 t0 = time.time()

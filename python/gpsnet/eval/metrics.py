@@ -58,9 +58,9 @@ def label_histograms(maps: np.ndarray, boxes: np.ndarray | None = None) -> np.nd
             out[i, 0] = area
             continue
         # cv2.calcHist: one pass over uint8 data, much faster than np.bincount (which converts
-        # to intp first).
+        # to intp first). OpenCV 4 returns 256 x 1, OpenCV 5 (the GPU machine's) 256 values.
         crop = np.ascontiguousarray(maps[i, y0:y1, x0:x1])
-        out[i] = cv2.calcHist([crop], [0], None, [256], [0, 256])[:, 0].astype(np.int64)
+        out[i] = cv2.calcHist([crop], [0], None, [256], [0, 256]).reshape(256).astype(np.int64)
         out[i, 0] += area - crop.size
     return out
 

@@ -1,0 +1,184 @@
+"""The GPU path's parts that run without a GPU: --gpu handling (gpsnet.device), train's time limit and
+resume, and the GPU scripts' argument errors (docs/gpu.md)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpsnet import device
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeCaffe:
+    __file__ = "/fake/caffe/__init__.py"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def set_mode_cpu(self) -> None:
+        self.calls.append(("cpu",))
+
+    def set_mode_gpu(self) -> None:
+        self.calls.append(("gpu",))
+
+    def set_device(self, gpu: int) -> None:
+        self.calls.append(("device", gpu))
+
+
+def test_use_device_cpu_by_default():
+    caffe = FakeCaffe()
+    device.use_device(caffe, None)
+    assert caffe.calls == [("cpu",)]
+
+
+def test_use_device_rejects_a_negative_id():
+    with pytest.raises(ValueError, match=">= 0"):
+        device.use_device(FakeCaffe(), -1)
+
+
+def test_use_device_names_a_cpu_only_build(monkeypatch):
+    monkeypatch.setattr(device, "loaded_cudart", lambda: None)
+    caffe = FakeCaffe()
+    with pytest.raises(ValueError, match="CPU_ONLY"):
+        device.use_device(caffe, 0)
+    assert caffe.calls == []
+
+
+def test_use_device_counts_the_gpus(monkeypatch):
+    monkeypatch.setattr(device, "loaded_cudart", lambda: "/x/libcudart.so.13")
+    monkeypatch.setattr(device, "cuda_device_count", lambda path: 1)
+    caffe = FakeCaffe()
+    with pytest.raises(ValueError, match="sees 1 GPU"):
+        device.use_device(caffe, 1)
+    device.use_device(caffe, 0)
+    assert caffe.calls == [("device", 0), ("gpu",)]
+
+
+def test_loaded_cudart_follows_the_process_maps():
+    # this test process has loaded no CUDA runtime unless pycaffe is a CUDA build
+    found = device.loaded_cudart()
+    maps = Path("/proc/self/maps").read_text()
+    assert (found is not None) == ("libcudart.so" in maps)
+
+
+def run_gpsnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "gpsnet.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_train_gpu_on_this_machine_fails_clearly_before_any_work(tmp_path):
+    """Without a CUDA device (or with the CPU_ONLY pycaffe) --gpu 0 is an error message, not an abort,
+    and no run folder or data set is made."""
+    pytest.importorskip("caffe")
+    import caffe  # noqa: F401
+    if device.loaded_cudart() and device.cuda_device_count(device.loaded_cudart()) > 0:
+        pytest.skip("this machine has a GPU")
+    res = run_gpsnet("train", "--setting", "tiny", "--gpu", "0", "--iters", "1", "--out", str(tmp_path / "run"),
+                     cwd=tmp_path)
+    assert res.returncode == 1
+    assert "gpsnet train: --gpu 0:" in res.stderr and ("CPU_ONLY" in res.stderr or "sees 0 GPU" in res.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_time_limit_then_resume_keeps_the_curve(tmp_path, data_root):
+    pytest.importorskip("caffe")
+    out = tmp_path / "run"
+    common = ["train", "--setting", "tiny", "--data", str(data_root), "--iters", "4", "--eval-every", "2",
+              "--eval-limit", "1", "--display", "0", "--out", str(out)]
+    first = run_gpsnet(*common, "--time-limit", "1e-9", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "time limit: stopping at iteration 0 of 4" in first.stdout
+    assert (out / "snapshots" / "ad_fuse_iter_0.solverstate").is_file()
+    assert [r["iter"] for r in json.loads((out / "curve.json").read_text())] == [0]
+    second = run_gpsnet(*common, "--resume", str(out / "snapshots" / "ad_fuse_iter_0.solverstate"), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert (out / "snapshots" / "ad_fuse_iter_4.caffemodel").is_file()
+    assert [r["iter"] for r in json.loads((out / "curve.json").read_text())] == [0, 2, 4]
+    assert [json.loads(r)["iter"] for r in (out / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+
+
+def test_gpu_run_without_a_pack_says_so(tmp_path):
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(tmp_path / "none.tar.xz")],
+                         env=dict(os.environ, OUT=str(tmp_path / "out")), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "no pack at" in res.stdout
+    assert "no pack at" in (tmp_path / "out" / "gpu_run.log").read_text()
+
+
+def test_gpu_pack_refuses_a_folder_that_is_no_cuda_build(tmp_path):
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_pack"), "--build", str(tmp_path), str(tmp_path / "x.tar.xz")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "no built (Ninja) CUDA build" in res.stderr
+    assert not (tmp_path / "x.tar.xz").exists()
+
+
+def test_boost_python_patch_touches_only_boost_python_sources():
+    patch = (ROOT / "scripts" / "gpu" / "boost-python-py312.patch").read_text()
+    files = sorted({line.split()[1] for line in patch.splitlines() if line.startswith("+++ ")})
+    assert files == ["b/src/exec.cpp", "b/src/object/class.cpp", "b/src/object/enum.cpp",
+                     "b/src/object/function.cpp", "b/src/object/life_support.cpp"]
+    removed = [line for line in patch.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in patch.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert not any("Py_SET_TYPE" in line for line in removed)
+    assert sum("Py_SET_TYPE" in line for line in added) == 6
+    assert sum("Py_SET_SIZE" in line for line in added) == 2
+
+
+def fake_pack(tmp_path: Path, python: str, files: list[str]) -> Path:
+    import tarfile
+    stage = tmp_path / "stage"
+    for f in files:
+        (stage / f).parent.mkdir(parents=True, exist_ok=True)
+        (stage / f).write_text("")
+    (stage / "MANIFEST").write_text(f"python {python}\n")
+    pack = tmp_path / "pack.tar.xz"
+    with tarfile.open(pack, "w:xz") as tar:
+        tar.add(stage, arcname=".")
+    return pack
+
+
+PACK_FILES = ["lib/libcaffe.so.1.0.0", "lib/libboost_python312.so.1.74.0", "python/caffe/__init__.py",
+              "python/caffe/_caffe.so", "python/caffe/proto/caffe_pb2.py"]
+
+
+def run_gpu_run(tmp_path: Path, pack: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(pack), "--steps", "check"],
+                          env=dict(os.environ, OUT=str(tmp_path / "out"), GPSNET_GPU_DIR=str(tmp_path / "work"),
+                                   PYTHON=sys.executable),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_gpu_run_names_what_a_pack_lacks(tmp_path):
+    here = f"{sys.version_info[0]}{sys.version_info[1]}"
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, here, [f for f in PACK_FILES if not f.endswith("_caffe.so")]))
+    assert res.returncode == 1
+    assert "lacks python/caffe/_caffe.so" in res.stdout
+
+
+def test_gpu_run_refuses_a_pack_for_another_python(tmp_path):
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, "399", PACK_FILES))
+    assert res.returncode == 1
+    assert "for Python 399" in res.stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".carry" / "gpsnet-gpu.tar.xz").is_file(), reason="no pack made here")
+def test_a_made_pack_holds_a_pycaffe_free_of_python_311(tmp_path):
+    """On a machine where scripts/gpu_pack ran: its _caffe.so and libcaffe need no libpython and no
+    other Boost.Python than the packed one."""
+    import tarfile
+    with tarfile.open(ROOT / ".carry" / "gpsnet-gpu.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="tar")
+    for f in PACK_FILES[:1] + ["python/caffe/_caffe.so"]:
+        needed = subprocess.run(["readelf", "-d", str(tmp_path / f)], capture_output=True, text=True).stdout
+        assert "libpython" not in needed and "boost_python311" not in needed
+    manifest = (tmp_path / "MANIFEST").read_text()
+    assert manifest.startswith("python 312\n")
+    assert "./lib/libboost_python312.so.1.74.0" in manifest
