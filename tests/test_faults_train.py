@@ -54,7 +54,7 @@ def loc_run(data_root, tmp_path_factory) -> dict:
 
 # --- 2. a non-finite loss ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lr", ["-1", "0", "nan", "inf", "x"])
+@pytest.mark.parametrize("lr", ["-1", "-0.001", "nan", "inf", "x"])
 def test_bad_learning_rates_are_rejected_up_front(lr, capsys):
     with pytest.raises(SystemExit) as exc:
         train.parse_args(["--lr", lr])

@@ -37,13 +37,14 @@ RC_DATA_ERROR = 4
 
 
 def learning_rate_arg(text: str) -> float:
-    """``--lr``: a finite number > 0 (NaN, inf, 0 or a negative rate only ever diverge)."""
+    """``--lr``: a finite number >= 0 (NaN, inf or a negative rate only ever diverge; 0 keeps the
+    weights, e.g. to check a start or a data set)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
