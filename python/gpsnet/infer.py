@@ -25,9 +25,6 @@ from gpsnet.nets.builder import VARIANTS, NetConfig, setting
 from gpsnet.train import net_param_text
 from gpsnet.weights import load_weights
 
-MEAN_BGR = np.array([104.008, 116.669, 122.675], np.float32)
-
-
 @dataclass
 class Prediction:
     scores: np.ndarray               # P
@@ -156,7 +153,8 @@ class Predictor:
         scale = min(1.0, s / h, s / w)   # as the data layer: fit the longer side, never enlarge
         rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
         canvas = np.zeros((s, s, 3), np.float32)
-        canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) - MEAN_BGR
+        canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) \
+            - np.asarray(self.cfg.mean_bgr, np.float32)
         im_info = [rh, rw, scale]
 
         def net_boxes(boxes: np.ndarray | None) -> np.ndarray | None:

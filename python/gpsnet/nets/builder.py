@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
+from gpsnet.data.batch import DEEPLAB_MEAN_BGR
 from gpsnet.geometry import roi_align_param
 
 VARIANTS: tuple[str, ...] = ("ad_fuse", "fuse", "ad_loc", "loc", "det_par", "ins_glo")
@@ -59,6 +60,7 @@ class NetConfig:
     max_persons: int = 30
     batch_size: int = 2
     scales: tuple[float, float] = (0.5, 1.5)
+    mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR   # subtracted by the data layer and inference
     data_root: str = DEFAULT_DATA_ROOT
     seed: int = 0
 
@@ -326,7 +328,7 @@ def _inputs(n, cfg: NetConfig, train: bool) -> None:
     L, _ = _caffe()
     if train:
         params = dict(root=cfg.data_root, split="train", batch_size=cfg.batch_size, size=cfg.size,
-                      scales=list(cfg.scales), mirror=True, mean_bgr=[104.008, 116.669, 122.675],
+                      scales=list(cfg.scales), mirror=True, mean_bgr=list(cfg.mean_bgr),
                       shuffle=True, seed=cfg.seed, prefetch=4, feat_stride=cfg.feat_stride)
         (n.data, n.im_info, n.label, n.label_s8, n.gt_persons, n.gt_faces,
          n.gt_masks) = L.Python(python_param=dict(module="gpsnet.layers.data_layer",
