@@ -18,7 +18,9 @@ from gpsnet.detection.targets import mask_targets  # noqa: E402
 from gpsnet.geometry import (bin_centres, feature_cells, from_net, nearest_pixel,  # noqa: E402
                              roi_align_param, to_net)
 from gpsnet.infer import _resample, paste, upsample_s8  # noqa: E402
-from gpsnet.nets.builder import FACE_X, FACE_Y, NetConfig  # noqa: E402
+from gpsnet.nets.builder import NetConfig  # noqa: E402
+
+FACE_X, FACE_Y = NetConfig().face_x, NetConfig().face_y
 from gpsnet.reference import nets  # noqa: E402
 
 SIZE = 97

@@ -23,7 +23,6 @@ ADJUSTED: frozenset[str] = frozenset({"ad_fuse", "ad_loc"})
 FUSED: frozenset[str] = frozenset({"ad_fuse", "fuse"})
 WITH_GLOBAL: frozenset[str] = frozenset({"ad_fuse", "fuse", "ins_glo"})
 DEFAULT_DATA_ROOT = "data/synthetic"
-FACE_X, FACE_Y = 0.5, 0.2                     # where AdjustedRoIAlign puts the major face (paper)
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,8 @@ class NetConfig:
     max_persons: int = 30
     batch_size: int = 2
     scales: tuple[float, float] = (0.5, 1.5)
+    face_x: float = 0.5                       # where AdjustedRoIAlign puts the major face in the
+    face_y: float = 0.2                       # adjusted box: "a fixed relative position" (paper; DESIGN.md 4)
     mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR   # subtracted by the data layer and inference
     data_root: str = DEFAULT_DATA_ROOT
     seed: int = 0
@@ -101,6 +102,8 @@ class NetConfig:
             raise ValueError(f"feat_stride must be 2, 4 or 8, got {self.feat_stride}")
         if (self.size - 1) % 8:
             raise ValueError(f"size must be 8k + 1, got {self.size}")
+        if not (0 < self.face_x < 1 and 0 < self.face_y < 1):
+            raise ValueError(f"face position must lie inside the box, got ({self.face_x}, {self.face_y})")
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
                 face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
-            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride), face_x=FACE_X, face_y=FACE_Y))
+            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride), face_x=cfg.face_x, face_y=cfg.face_y))
     else:
         n.local_feat = _roi_align(conv5_3, rois, p, cfg.feat_stride)
     n.loc_pool5 = _pool(n, "loc_pool5", n.local_feat, stride=1)
