@@ -19,12 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet.evaluate_net import LABELS
-from gpsnet.nets.builder import VARIANTS
 from gpsnet import train
-from gpsnet.nets.builder import CPU_SCHEDULE
+from gpsnet.nets.builder import CPU_SCHEDULE, spec_of, table_order, variants
 
-TABLE_ORDER: tuple[str, ...] = ("loc", "ad_loc", "fuse", "ad_fuse", "det_par", "ins_glo")
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
                                         ("AP0.8", "0.8"))
 
@@ -127,7 +124,7 @@ def summarise(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
 def markdown(summary: dict[str, dict[str, Any]]) -> str:
     keys = [c for c, _ in COLUMNS] + ["avg.AP", "PCP0.5", "mIoU", "box recall"]
     lines = ["| Methods | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
-    for variant in [v for v in TABLE_ORDER if v in summary]:
+    for variant in [v for v in table_order() if v in summary]:
         s = summary[variant]
         cells = []
         for k in keys:
@@ -136,7 +133,7 @@ def markdown(summary: dict[str, dict[str, Any]]) -> str:
             if s["seeds"] > 1 and not np.isnan(m):
                 cell += f" ({s['min'][k]:.2f}-{s['max'][k]:.2f})"
             cells.append(cell)
-        lines.append(f"| {LABELS[variant]} | {s['seeds']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {spec_of(variant).label} | {s['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,18 +141,18 @@ def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    variants = [v for v in TABLE_ORDER if v in summary]
+    shown = [v for v in table_order() if v in summary]
     keys = [c for c, _ in COLUMNS] + ["avg.AP"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(1, len(variants))
-    for i, v in enumerate(variants):
+    width = 0.8 / max(1, len(shown))
+    for i, v in enumerate(shown):
         s = summary[v]
         means = [s["mean"][k] for k in keys]
         err = None
         if s["seeds"] > 1:
             err = [[m - s["min"][k] for m, k in zip(means, keys)], [s["max"][k] - m for m, k in zip(means, keys)]]
-        ax.bar(np.arange(len(keys)) + (i - (len(variants) - 1) / 2) * width, np.nan_to_num(means), width,
-               yerr=err, capsize=2, label=LABELS[v])
+        ax.bar(np.arange(len(keys)) + (i - (len(shown) - 1) / 2) * width, np.nan_to_num(means), width,
+               yerr=err, capsize=2, label=spec_of(v).label)
     ax.set_xticks(np.arange(len(keys)), keys)
     ax.set_ylabel("%")
     ax.set_title("ablation (synthetic test split); bars: seed range")
@@ -168,7 +165,7 @@ def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet ablate", description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(TABLE_ORDER))
+    ap.add_argument("--variants", nargs="+", choices=variants(), default=list(table_order()))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0)")
     ap.add_argument("--extra-seeds", nargs="*", default=[], metavar="VARIANT:SEED",
                     help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
@@ -192,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(v, s) for s in args.seeds for v in args.variants]
         for item in args.extra_seeds:
             v, _, s = item.partition(":")
-            if v not in VARIANTS or not s.isdigit():
+            if v not in variants() or not s.isdigit():
                 raise ValueError(f"--extra-seeds {item!r}: expected VARIANT:SEED")
             jobs.append((v, int(s)))
         args.out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from gpsnet import train
-from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, VARIANTS, NetConfig
+from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, NetConfig, variants
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=DEMO_ITERS, help=f"training iterations (default {DEMO_ITERS})")
     ap.add_argument("--num", type=int, default=DEMO_NUM_IMAGES,
                     help=f"synthetic images (default {DEMO_NUM_IMAGES}, split 3:1:1)")
-    ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
+    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
     train.add_schedule_args(ap, CPU_SCHEDULE, "a short run from random init learns faster with it "
                                                "than with the paper's SGD")
     ap.add_argument("--data", type=Path, help="use this data set instead of the synthetic one")

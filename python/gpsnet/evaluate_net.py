@@ -15,9 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from gpsnet.infer import Predictor, add_common_args, make_predictor
+from gpsnet.nets.builder import spec_of
 
-LABELS = {"ad_fuse": "Ad. Fuse (GPSNet)", "fuse": "Fuse", "ad_loc": "Ad. Loc.", "loc": "Loc.",
-          "det_par": "Det.+Par.", "ins_glo": "Ins.+Glo."}
 
 
 def box_recall(pred_boxes: np.ndarray, gt_boxes: np.ndarray, iou: float = 0.5) -> tuple[int, int]:
@@ -108,7 +107,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     results["box_recall"] = hit / total if total else float("nan")
     results["oracle"] = list(oracle)
     results["flip"] = predictor.flip
-    label = LABELS.get(args.variant, args.variant) + (f" (oracle {'+'.join(oracle)})" if oracle else "") \
+    label = spec_of(args.variant).label + (f" (oracle {'+'.join(oracle)})" if oracle else "") \
         + (" (flip)" if predictor.flip else "")
     print(f"{len(ids)} image(s) of {args.data} ({args.split}); person box recall at IoU 0.5: "
           f"{100 * results['box_recall']:.1f}%")

@@ -21,7 +21,7 @@ import numpy as np
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import VARIANTS, NetConfig, setting
+from gpsnet.nets.builder import NetConfig, setting, spec_of, variants
 from gpsnet.train import net_param_text
 from gpsnet.weights import load_weights
 
@@ -134,7 +134,7 @@ class Predictor:
                     self._inject(top, rows)
             self.net._forward(det + 1, last)
         b = self.net.blobs
-        parts = "mask_prob" if self.variant == "ins_glo" else "parse_prob"
+        parts = spec_of(self.variant).person_output
         n = b["person_rois"].data.reshape(-1, 5).shape[0]
         return RawOutput(rois=b["person_rois"].data.reshape(-1, 5)[:, 1:].astype(np.float64),
                          scores=b["person_scores"].data.reshape(-1).copy(),
@@ -227,13 +227,14 @@ def decode(probs: Probabilities, variant: str, score_thresh: float = 0.0) -> Pre
     """Per-person part maps pasted into the image (arg-max within each box) and the global
     parsing, at the image's size; persons scoring below ``score_thresh`` dropped."""
     (rh, rw), (h, w) = probs.size, probs.image_size
+    spec = spec_of(variant)
     glob = probs.global_prob
     masks, keep = [], []
     for i in range(probs.rois.shape[0]):
         if probs.scores[i] < score_thresh:
             continue
         box = probs.rois[i]
-        if variant == "ins_glo":
+        if spec.instance_masks:
             inst = paste(probs.parts[i], box, rh, rw) > 0
             m = np.where(inst, glob.argmax(0), 0).astype(np.uint8)
         else:
@@ -292,7 +293,7 @@ def iter_images(args: argparse.Namespace, failures: list[str]) -> Iterator[tuple
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
+    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
     ap.add_argument("--small", action="store_true", help="the small CPU setting")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small")
     ap.add_argument("--net", help="a test prototxt to use instead of the variant's")

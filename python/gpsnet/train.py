@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, VARIANTS, NetConfig, Schedule,
-                                 learning_rate, net_text, setting, solver_text, variant_dir)
+from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
+                                 learning_rate, net_text, setting, solver_text, variant_dir, variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
@@ -232,7 +232,7 @@ def close_net(net: Any) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
+    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
     ap.add_argument("--small", action="store_true", help="the small CPU setting (prototxt/small/...)")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
     ap.add_argument("--net", help="a train prototxt to use instead of the variant's")

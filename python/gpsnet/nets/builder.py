@@ -18,11 +18,95 @@ from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.batch import DEEPLAB_MEAN_BGR
 from gpsnet.geometry import roi_align_param
 
-VARIANTS: tuple[str, ...] = ("ad_fuse", "fuse", "ad_loc", "loc", "det_par", "ins_glo")
-ADJUSTED: frozenset[str] = frozenset({"ad_fuse", "ad_loc"})
-FUSED: frozenset[str] = frozenset({"ad_fuse", "fuse"})
-WITH_GLOBAL: frozenset[str] = frozenset({"ad_fuse", "fuse", "ins_glo"})
 DEFAULT_DATA_ROOT = "data/synthetic"
+
+
+# ------------------------------------------------------------------------------------ the registry
+LOCAL_KINDS = ("none", "plain", "adjusted")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant: its branches, its row in the paper's Tables 2-3, and what its test net outputs.
+    The builder, training, inference (decoding), evaluation, the ablation runner and the tests all
+    read it; a variant that combines existing branches is one more entry (`register`)."""
+    name: str
+    label: str                        # its row label in the tables (and in every printed table)
+    row: int                          # its place in the tables: `gpsnet ablate` orders rows by it
+    global_parser: bool = False       # DeepLab-v2's global parser: loss_global, test output global_prob
+    local: str = "none"               # person parser on RoI features: "plain" (RoIAlign) or "adjusted"
+                                      # (FaceMajoritySelect + AdjustedRoIAlign, then AdjustBack)
+    fused: bool = False               # the fusion branch: local parsing + the global parsing's RoI crop
+    instance_masks: bool = False      # Ins.+Glo.: class-agnostic masks labelled by the global parsing
+    separate_parser: bool = False     # Det.+Par.: a detector and its own single-person parser on crops
+
+    def __post_init__(self) -> None:
+        if self.local not in LOCAL_KINDS:
+            raise ValueError(f"variant {self.name}: local must be one of {LOCAL_KINDS}, got {self.local!r}")
+        persons = (self.local != "none") + self.instance_masks + self.separate_parser
+        if persons != 1:
+            raise ValueError(f"variant {self.name}: exactly one person branch (local, instance_masks or "
+                             f"separate_parser), got {persons}")
+        if self.fused and not (self.global_parser and self.local != "none"):
+            raise ValueError(f"variant {self.name}: fused needs the global parser and a local parser")
+        if self.instance_masks and not self.global_parser:
+            raise ValueError(f"variant {self.name}: instance masks are labelled by the global parser")
+        if self.separate_parser and self.global_parser:
+            raise ValueError(f"variant {self.name}: the separate parser has no global parser")
+
+    @property
+    def adjusted(self) -> bool:
+        return self.local == "adjusted"
+
+    @property
+    def person_output(self) -> str:
+        """The test net's per-person output: N x K x P x P part probabilities, or the instance masks."""
+        return "mask_prob" if self.instance_masks else "parse_prob"
+
+
+REGISTRY: dict[str, VariantSpec] = {}
+
+
+def register(spec: VariantSpec) -> VariantSpec:
+    """Add a variant to the registry (its name must be new)."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"variant {spec.name!r} is registered already")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    REGISTRY.pop(name, None)
+
+
+def spec_of(variant: str) -> VariantSpec:
+    try:
+        return REGISTRY[variant]
+    except KeyError:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(REGISTRY)}") from None
+
+
+def variants() -> tuple[str, ...]:
+    """The registered variants' names (command-line choices are read at parse time)."""
+    return tuple(REGISTRY)
+
+
+def table_order() -> tuple[str, ...]:
+    """The registered variants in the order of the paper's tables."""
+    return tuple(sorted(REGISTRY, key=lambda v: REGISTRY[v].row))
+
+
+for _spec in (   # the paper's Tables 2-3
+    VariantSpec("ad_fuse", "Ad. Fuse (GPSNet)", 4, global_parser=True, local="adjusted", fused=True),
+    VariantSpec("fuse", "Fuse", 3, global_parser=True, local="plain", fused=True),
+    VariantSpec("ad_loc", "Ad. Loc.", 2, local="adjusted"),
+    VariantSpec("loc", "Loc.", 1, local="plain"),
+    VariantSpec("det_par", "Det.+Par.", 5, separate_parser=True),
+    VariantSpec("ins_glo", "Ins.+Glo.", 6, global_parser=True, instance_masks=True),
+):
+    register(_spec)
+del _spec
+VARIANTS: tuple[str, ...] = variants()   # the built-in ones: the committed prototxt/ folders
 
 
 @dataclass(frozen=True)
@@ -347,17 +431,16 @@ def _inputs(n, cfg: NetConfig, train: bool) -> None:
 # ------------------------------------------------------------------------------------ variants
 def build(variant: str, cfg: NetConfig, train: bool):
     """The NetParameter of one variant's train or test net."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    spec = spec_of(variant)
     import caffe
     L, _ = _caffe()
     n = caffe.NetSpec()
     _inputs(n, cfg, train)
-    if variant == "det_par":
+    if spec.separate_parser:
         return _build_det_par(n, cfg, train).to_proto()
     conv5_3, pool5 = vgg16_deeplab(n, n.data, cfg)
     glob = None
-    if variant in WITH_GLOBAL:
+    if spec.global_parser:
         glob = aspp(n, "", pool5, cfg, train)
         if train:
             n.loss_global = _parse_loss(n, glob, n.label_s8, cfg)
@@ -365,10 +448,10 @@ def build(variant: str, cfg: NetConfig, train: bool):
             n.global_prob = L.Softmax(glob)
     detector(n, conv5_3, cfg, train)
     rois = n.mask_rois if train else n.person_rois
-    if variant == "ins_glo":
+    if spec.instance_masks:
         return _mask_head(n, conv5_3, rois, cfg, train).to_proto()
     p = cfg.pooled
-    adjusted = variant in ADJUSTED
+    adjusted = spec.adjusted
     if adjusted:
         if train:   # ground-truth faces: no scores, the largest face inside wins (the paper's rule)
             n.major_faces = L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
@@ -397,7 +480,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
         n.local_back = L.AdjustBack(local, n.adjusted_rois, rois, propagate_down=[True, False, False],
                                     adjust_back_param=dict(outside_value=0))
         local = n.local_back
-    if variant in FUSED:
+    if spec.fused:
         n.global_crop = _roi_align(glob, rois, p, cfg.feat_stride)
         n.fuse_concat = L.Concat(local, n.global_crop)
         x = _conv(n, "fuse_conv1", n.fuse_concat, max(cfg.ch(cfg.fuse_channels), NUM_CLASSES), ks=3,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet.nets.builder import VARIANTS, NetConfig, net_text, setting
+from gpsnet.nets.builder import NetConfig, net_text, setting, variants
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet init-weights", description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, required=True,
                     help="VGG_ILSVRC_16_layers.caffemodel, or a DeepLab-v2 VGG-16 init model")
-    ap.add_argument("--variant", choices=VARIANTS, default="ad_fuse")
+    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
     ap.add_argument("--small", action="store_true", help="the small CPU setting (channels subsampled 1/8)")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
     ap.add_argument("--out", type=Path, required=True, help="the .caffemodel to write")
