@@ -35,16 +35,13 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
         print(f"ablate: {variant} seed {seed}: done before ({result_file})", flush=True)
         return json.loads(result_file.read_text())
     t0 = time.time()
-    argv = ["--variant", variant, "--setting", args.setting, "--data", str(root), "--iters", str(args.iters),
-            *train.schedule_of(args).argv(), "--out", str(folder / "run"), "--seed", str(seed),
-            "--display", "100", "--overwrite"]
-    if args.weights:
-        argv += ["--weights", args.weights]
-    result = train.train(train.parse_args(argv))
+    result = train.train(train.TrainOptions(
+        variant=variant, setting=args.setting, data=root, iters=args.iters, out=folder / "run", seed=seed,
+        display=100, overwrite=True, weights=args.weights or None).with_schedule(train.schedule_of(args)))
     t_train = time.time() - t0
-    rc = evaluate_net.main(["--variant", variant, "--setting", args.setting, "--weights", str(result["snapshot"]),
-                            "--data", str(root), "--split", args.split, "--out", str(folder / "eval"),
-                            "--overlays", str(args.overlays)])
+    rc = evaluate_net.run(evaluate_net.EvalOptions(
+        variant=variant, setting=args.setting, weights=str(result["snapshot"]), data=root, split=args.split,
+        out=folder / "eval", overlays=args.overlays))
     if rc != 0:
         raise RuntimeError(f"evaluation of {variant} seed {seed} failed")
     res = json.loads(result_file.read_text())

@@ -49,22 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
     t_data = time.time() - t0
     try:
-        result = train.train(train.parse_args([
-            "--variant", args.variant, "--small", "--data", str(root), "--iters", str(args.iters),
-            *train.schedule_of(args).argv(), "--out", str(args.out / "run"), "--seed", str(args.seed),
-            "--display", "50", "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
-            "--overwrite", *(["--gpu", str(args.gpu)] if args.gpu is not None else [])]))
+        result = train.train(train.TrainOptions(
+            variant=args.variant, small=True, data=root, iters=args.iters, out=args.out / "run", seed=args.seed,
+            display=50, eval_every=args.eval_every, eval_limit=args.eval_limit, overwrite=True,
+            gpu=args.gpu).with_schedule(train.schedule_of(args)))
     except train.TrainingStopped as err:   # a signal, a non-finite loss, a data error: said, snapshot kept
         print(f"gpsnet demo: {err}", file=sys.stderr)
         return err.rc
     t_train = time.time() - t0 - t_data
-    ev = ["--variant", args.variant, "--small", "--weights", str(result["snapshot"]), "--data", str(root),
-          "--split", "test", "--out", str(args.out / "eval"), "--overlays", str(args.overlays)]
-    if args.gpu is not None:
-        ev += ["--gpu", str(args.gpu)]
-    if args.eval_limit_test:
-        ev += ["--limit", str(args.eval_limit_test)]
-    rc = evaluate_net.main(ev)
+    rc = evaluate_net.run(evaluate_net.EvalOptions(
+        variant=args.variant, small=True, weights=str(result["snapshot"]), data=root, split="test",
+        out=args.out / "eval", overlays=args.overlays, gpu=args.gpu, limit=args.eval_limit_test))
     total = time.time() - t0
     print(f"demo: data {t_data:.0f}s, training {t_train:.0f}s ({args.iters} iterations, learning curve "
           f"included), evaluation {total - t_data - t_train:.0f}s, total {total / 60:.1f} min")

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from typing import Any, Iterator
 
 import numpy as np
 
-from gpsnet.infer import Predictor, add_common_args, make_predictor
+from gpsnet.infer import PredictOptions, Predictor, add_common_args, make_predictor
 from gpsnet.nets.builder import spec_of
 
 
@@ -74,10 +75,32 @@ def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str =
     return res
 
 
-def evaluate(args: argparse.Namespace) -> dict:
+@dataclass
+class EvalOptions(PredictOptions):
+    """What `gpsnet eval` takes beyond the predictor's options (``evaluate(EvalOptions(...))``)."""
+    data: Path | None = None            # GPS-layout data root (required)
+    split: str = "test"
+    out: Path = Path("out/eval")
+    overlays: int = 0                   # also draw the first N images
+    oracle: list[str] | None = None     # "boxes" and/or "faces": ground truth replaces the detector's
+
+
+def run(opts: EvalOptions) -> int:
+    """``evaluate`` with its errors as a message and exit code 1 (the command's behaviour)."""
+    try:
+        evaluate(opts)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"gpsnet eval: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def evaluate(args: EvalOptions) -> dict:
     """Parse the split with the real inference path, write ``<out>/predictions`` (the evaluation
     format), overlays of the first ``--overlays`` images and ``results.json``; evaluate the
     predictions folder with ``gpsnet.eval`` and print the paper's table."""
+    if args.data is None or args.weights is None:
+        raise ValueError("evaluation needs the data root and the weights")
     import cv2
     from gpsnet.data.layout import GPSDataset
     from gpsnet.eval import evaluate_folders, format_table
@@ -118,21 +141,16 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet eval", description=__doc__.splitlines()[0])
+    d = EvalOptions()
     add_common_args(ap)
     ap.add_argument("--data", type=Path, required=True, help="GPS-layout data root")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--out", type=Path, default=Path("out/eval"))
-    ap.add_argument("--overlays", type=int, default=0, help="also draw the first N images")
+    ap.add_argument("--split", default=d.split)
+    ap.add_argument("--out", type=Path, default=d.out)
+    ap.add_argument("--overlays", type=int, default=d.overlays, help="also draw the first N images")
     ap.add_argument("--oracle", action="append", choices=ORACLES,
                     help="ground-truth person boxes (boxes) or faces (faces) replace the detector's; "
                          "repeat for both")
-    args = ap.parse_args(argv)
-    try:
-        evaluate(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"gpsnet eval: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run(EvalOptions(**vars(ap.parse_args(argv))))
 
 
 if __name__ == "__main__":

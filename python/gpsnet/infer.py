@@ -21,8 +21,7 @@ import numpy as np
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import NetConfig, setting, spec_of, variants
-from gpsnet.train import net_param_text
+from gpsnet.nets.builder import NetConfig, net_param_text, setting, spec_of, variants
 from gpsnet.weights import load_weights
 
 @dataclass
@@ -292,22 +291,38 @@ def iter_images(args: argparse.Namespace, failures: list[str]) -> Iterator[tuple
             yield image_id, read_image(image_path(args.data, image_id))
 
 
+@dataclass
+class PredictOptions:
+    """What a predictor is made of (`make_predictor`): the options `infer` and `eval` share, one
+    field per command-line option, the defaults written once here."""
+    weights: str | None = None          # trained .caffemodel (the command line requires it)
+    variant: str = "ad_fuse"
+    small: bool = False                 # the small CPU setting
+    setting: str | None = None          # full, small or tiny; overrides small
+    net: str | None = None              # a test prototxt instead of the variant's
+    gpu: int | None = None
+    score_thresh: float = 0.0           # drop persons scoring below (0: AP ranks every detection)
+    limit: int = 0                      # at most N images of a split (0: all)
+    flip: bool = False                  # the flip test
+
+
 def add_common_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
+    d = PredictOptions()
+    ap.add_argument("--variant", choices=variants(), default=d.variant)
     ap.add_argument("--small", action="store_true", help="the small CPU setting")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small")
     ap.add_argument("--net", help="a test prototxt to use instead of the variant's")
     ap.add_argument("--weights", required=True, help="trained .caffemodel")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
-    ap.add_argument("--score-thresh", type=float, default=0.0,
-                    help="drop persons scoring below (default 0: AP ranks every detection)")
-    ap.add_argument("--limit", type=int, default=0, help="at most N images of the split (0: all)")
+    ap.add_argument("--score-thresh", type=float, default=d.score_thresh,
+                    help=f"drop persons scoring below (default {d.score_thresh:g}: AP ranks every detection)")
+    ap.add_argument("--limit", type=int, default=d.limit, help="at most N images of the split (0: all)")
     ap.add_argument("--flip", action="store_true",
                     help="flip test: also parse the mirrored image (with the mirrored persons), average "
                          "the probabilities with left/right parts swapped back")
 
 
-def make_predictor(args: argparse.Namespace) -> Predictor:
+def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
     name = args.setting or ("small" if args.small else "full")
     predictor = Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
                           gpu=args.gpu, score_thresh=args.score_thresh)

@@ -21,15 +21,16 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 learning_rate, net_text, setting, solver_text, variant_dir, variants)
+                                 learning_rate, net_param_text, read_net_prototxt, setting, solver_text,
+                                 variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RC_NON_FINITE = 3
@@ -59,7 +60,7 @@ def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) 
                          f"last iteration); default {default.lr_policy}")
 
 
-def schedule_of(args: argparse.Namespace) -> Schedule:
+def schedule_of(args: "argparse.Namespace | TrainOptions") -> Schedule:
     return Schedule(args.solver, args.lr, args.lr_policy)
 
 
@@ -79,31 +80,6 @@ def ensure_synthetic(root: Path | None, size: int, num: int, seed: int = 0) -> P
         print(f"generating {num} synthetic images of {size} px into {out}", flush=True)
         generate_dataset(out, num, size=size, seed=seed)
     return out
-
-
-def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
-    """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
-    when it exists, else the builder."""
-    if net:
-        return read_net_prototxt(Path(net))
-    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
-    if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
-        return committed.read_text()
-    return net_text(variant, cfg, train)
-
-
-def read_net_prototxt(path: Path) -> str:
-    """A prototxt's text; ``ValueError`` naming the file when it is not a readable NetParameter."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    try:
-        text = path.read_text()
-        text_format.Merge(text, caffe_pb2.NetParameter())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--net {path}: unreadable ({err})") from None
-    except text_format.ParseError as err:
-        raise ValueError(f"--net {path}: not a Caffe net prototxt (NetParameter): {err}") from None
-    return text
 
 
 def net_outputs(net: Any) -> list[str]:
@@ -230,39 +206,72 @@ def close_net(net: Any) -> None:
             pf.close()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclass
+class TrainOptions:
+    """What `gpsnet train` takes: one field per command-line option (same names), the defaults
+    written once here. ``train(TrainOptions(...))`` is the API; ``parse_args`` the command line."""
+    variant: str = "ad_fuse"
+    small: bool = False                 # the small CPU setting (prototxt/small/...)
+    setting: str | None = None          # full, small or tiny (tests); overrides small
+    net: str | None = None              # a train prototxt instead of the variant's
+    data: Path | None = None            # GPS-layout root; None: a synthetic set in the cache
+    synthetic_num: int = 200            # images of that synthetic set
+    weights: str | None = None          # initial .caffemodel, copied by layer name
+    resume: str | None = None           # a .solverstate to continue from
+    iters: int | None = None            # train up to this iteration (None: PAPER_MAX_ITER)
+    snapshot_every: int = 0             # 0: only at the end
+    time_limit: float = 0.0             # seconds of training, then stop with a snapshot (0: none)
+    solver: str = PAPER_SCHEDULE.solver
+    lr: float = PAPER_SCHEDULE.base_lr
+    lr_policy: str = PAPER_SCHEDULE.lr_policy
+    gpu: int | None = None
+    out: Path | None = None             # run folder (None: runs/<variant>[-<setting>])
+    seed: int = 0
+    no_augment: bool = False
+    overwrite: bool = False
+    display: int = 10
+    eval_every: int = 0                 # learning curve every N iterations (0: off)
+    eval_split: str = "val"
+    eval_limit: int = 0
+    test_net: str | None = None         # the learning curve's test prototxt (with net)
+
+    def with_schedule(self, schedule: Schedule) -> "TrainOptions":
+        return replace(self, solver=schedule.solver, lr=schedule.base_lr, lr_policy=schedule.lr_policy)
+
+
+def parse_args(argv: list[str] | None) -> TrainOptions:
+    d = TrainOptions()
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", choices=variants(), default="ad_fuse")
+    ap.add_argument("--variant", choices=variants(), default=d.variant)
     ap.add_argument("--small", action="store_true", help="the small CPU setting (prototxt/small/...)")
     ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
     ap.add_argument("--net", help="a train prototxt to use instead of the variant's")
     ap.add_argument("--data", type=Path, help="GPS-layout data root (default: synthetic data in the cache)")
-    ap.add_argument("--synthetic-num", type=int, default=200, help="images of the default synthetic set")
+    ap.add_argument("--synthetic-num", type=int, default=d.synthetic_num, help="images of the default synthetic set")
     ap.add_argument("--weights", help="initial .caffemodel, copied by layer name")
     ap.add_argument("--resume", help="a .solverstate to continue from")
-    ap.add_argument("--iters", type=int, default=None, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
-    ap.add_argument("--snapshot-every", type=int, default=0, help="snapshot period (0: only at the end)")
-    ap.add_argument("--time-limit", type=float, default=0,
+    ap.add_argument("--iters", type=int, default=d.iters, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
+    ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every, help="snapshot period (0: only at the end)")
+    ap.add_argument("--time-limit", type=float, default=d.time_limit,
                     help="stop (learning-curve point and snapshot included) after this many seconds of "
                          "training; --resume continues the same schedule (0: no limit)")
     add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--no-augment", action="store_true",
                     help="no random scaling or flipping (overfitting checks)")
     ap.add_argument("--overwrite", action="store_true",
                     help="train into a run folder that already holds a run (its log, plots and "
                          "snapshots are replaced)")
-    ap.add_argument("--display", type=int, default=10, help="print every N iterations")
-    ap.add_argument("--eval-every", type=int, default=0,
+    ap.add_argument("--display", type=int, default=d.display, help="print every N iterations")
+    ap.add_argument("--eval-every", type=int, default=d.eval_every,
                     help="learning curve: evaluate on --eval-split every N iterations (0: off)")
-    ap.add_argument("--eval-split", default="val", help="split of the learning curve (default val)")
-    ap.add_argument("--eval-limit", type=int, default=0,
+    ap.add_argument("--eval-split", default=d.eval_split, help=f"split of the learning curve (default {d.eval_split})")
+    ap.add_argument("--eval-limit", type=int, default=d.eval_limit,
                     help="learning curve: at most N images of the split (0: all)")
     ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
-    ap.add_argument("--quiet-caffe", action="store_true", default=True, help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
+    return TrainOptions(**vars(ap.parse_args(argv)))
 
 
 def plot_curve(rows: list[dict[str, Any]], png: Path) -> None:
@@ -452,7 +461,7 @@ def stop_requests() -> Iterator[list[int]]:
         restore()
 
 
-def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, Any]:
+def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
     learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
     A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
@@ -512,7 +521,7 @@ def train(args: argparse.Namespace, cfg: NetConfig | None = None) -> dict[str, A
             staging.close()
 
 
-def _run(args: argparse.Namespace, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
+def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
          n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
     """The training loop of ``train`` (its solver set up; ``signals``: from ``stop_requests``;
     ``work``: a private temporary folder)."""

@@ -19,6 +19,7 @@ from gpsnet.data.batch import DEEPLAB_MEAN_BGR
 from gpsnet.geometry import roi_align_param
 
 DEFAULT_DATA_ROOT = "data/synthetic"
+REPO_ROOT = Path(__file__).resolve().parents[3]   # the committed prototxt/ lives here
 
 
 # ------------------------------------------------------------------------------------ the registry
@@ -612,6 +613,31 @@ def net_text(variant: str, cfg: NetConfig, train: bool) -> str:
     return str(proto)
 
 
+def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
+    """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
+    when it exists, else the builder."""
+    if net:
+        return read_net_prototxt(Path(net))
+    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
+    if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
+        return committed.read_text()
+    return net_text(variant, cfg, train)
+
+
+def read_net_prototxt(path: Path) -> str:
+    """A prototxt's text; ``ValueError`` naming the file when it is not a readable NetParameter."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    try:
+        text = path.read_text()
+        text_format.Merge(text, caffe_pb2.NetParameter())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--net {path}: unreadable ({err})") from None
+    except text_format.ParseError as err:
+        raise ValueError(f"--net {path}: not a Caffe net prototxt (NetParameter): {err}") from None
+    return text
+
+
 def setting(name: str) -> NetConfig:
     return {"full": NetConfig.full(), "small": NetConfig.small(), "tiny": NetConfig.tiny()}[name]
 
@@ -640,7 +666,6 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet build-nets", description=__doc__.splitlines()[0])
-    from gpsnet.train import REPO_ROOT
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "prototxt",
                     help="output folder (default: the repository's prototxt/, wherever the command runs)")
     ap.add_argument("--check", action="store_true",
