@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterator, Sequence
 
 import cv2
@@ -47,20 +47,29 @@ class BatchParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BatchParams":
-        known = {"root", "split", "batch_size", "size", "scales", "mirror", "mean_bgr", "shuffle",
-                 "seed", "prefetch", "feat_stride"}
-        unknown = sorted(set(d) - known)
+        """From the JSON keys (the field names); a missing key takes the field's default."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise ValueError(f"GPSDataLayer param_str: unknown keys {unknown} (known: {sorted(known)})")
         if "root" not in d:
             raise ValueError("GPSDataLayer param_str: 'root' (the data set folder) is required")
-        p = cls(root=str(d["root"]), split=str(d.get("split", "train")),
-                batch_size=int(d.get("batch_size", 2)), size=int(d.get("size", 513)),
-                scales=tuple(float(v) for v in d.get("scales", (0.5, 1.5))),  # type: ignore[arg-type]
-                mirror=bool(d.get("mirror", True)),
-                mean_bgr=tuple(float(v) for v in d.get("mean_bgr", DEEPLAB_MEAN_BGR)),  # type: ignore[arg-type]
-                shuffle=bool(d.get("shuffle", True)), seed=int(d.get("seed", 0)),
-                prefetch=int(d.get("prefetch", 4)), feat_stride=int(d.get("feat_stride", 8)))
+        kwargs: dict[str, Any] = {}
+        for name, value in d.items():
+            default = known[name].default
+            try:
+                if isinstance(default, tuple):
+                    kwargs[name] = tuple(float(v) for v in value)
+                elif isinstance(default, bool):
+                    kwargs[name] = bool(value)
+                elif isinstance(default, int):
+                    kwargs[name] = int(value)
+                else:
+                    kwargs[name] = str(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"GPSDataLayer param_str: {name} = {value!r} is not a "
+                                 f"{type(default).__name__}") from None
+        p = cls(**kwargs)
         p.validate()
         return p
 
