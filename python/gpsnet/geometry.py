@@ -60,7 +60,8 @@ def feature_cells(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def roi_align_param(pooled: int, stride: int) -> dict[str, Any]:
-    """The ``roi_align_param`` of every RoIAlign-family layer on a stride-``stride`` map."""
+def roi_align_param(pooled: int, stride: int, sampling_ratio: int = ROI_SAMPLING_RATIO) -> dict[str, Any]:
+    """The ``roi_align_param`` of every RoIAlign-family layer on a stride-``stride`` map
+    (``NetConfig.sampling_ratio`` samples per bin and axis; 0: adaptive)."""
     return dict(pooled_h=pooled, pooled_w=pooled, spatial_scale=1.0 / stride,
-                sampling_ratio=ROI_SAMPLING_RATIO, aligned=ROI_ALIGNED)
+                sampling_ratio=sampling_ratio, aligned=ROI_ALIGNED)

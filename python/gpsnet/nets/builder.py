@@ -16,7 +16,7 @@ from typing import Any
 
 from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.batch import DEEPLAB_MEAN_BGR
-from gpsnet.geometry import roi_align_param
+from gpsnet.geometry import ROI_SAMPLING_RATIO, roi_align_param
 
 DEFAULT_DATA_ROOT = "data/synthetic"
 REPO_ROOT = Path(__file__).resolve().parents[3]   # the committed prototxt/ lives here
@@ -146,6 +146,7 @@ class NetConfig:
     scales: tuple[float, float] = (0.5, 1.5)
     face_x: float = 0.5                       # where AdjustedRoIAlign puts the major face in the
     face_y: float = 0.2                       # adjusted box: "a fixed relative position" (paper; DESIGN.md 4)
+    sampling_ratio: int = ROI_SAMPLING_RATIO  # RoIAlign-family samples per bin and axis (0: adaptive)
     mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR   # subtracted by the data layer and inference
     data_root: str = DEFAULT_DATA_ROOT
     seed: int = 0
@@ -334,10 +335,10 @@ def _parse_loss(n, bottom, label, cfg: NetConfig):
                           propagate_down=[True, False, False])
 
 
-def _roi_align(features, rois, pooled: int, stride: int):
-    """RoIAlign of a stride-``stride`` map in the nets' one pixel convention (gpsnet.geometry)."""
+def _roi_align(features, rois, pooled: int, cfg: NetConfig):
+    """RoIAlign of the nets' feature maps in the one pixel convention (gpsnet.geometry)."""
     L, _ = _caffe()
-    return L.RoIAlign(features, rois, roi_align_param=roi_align_param(pooled, stride),
+    return L.RoIAlign(features, rois, roi_align_param=roi_align_param(pooled, cfg.feat_stride, cfg.sampling_ratio),
                       propagate_down=[True, False])
 
 
@@ -377,7 +378,7 @@ def rpn(n, conv5_3, cfg: NetConfig, train: bool):
 
 def box_head(n, conv5_3, rois, cfg: NetConfig):
     """RoIAlign 7x7 -> fc6_box -> fc7_box -> cls_score (3: bg, person, face), bbox_pred (12)."""
-    n.roi_pool = _roi_align(conv5_3, rois, 7, cfg.feat_stride)
+    n.roi_pool = _roi_align(conv5_3, rois, 7, cfg)
     x = _fc(n, "fc6_box", n.roi_pool, cfg.ch(cfg.box_fc), relu=True)
     x = _fc(n, "fc7_box", x, cfg.ch(cfg.box_fc), relu=True)
     n.cls_score = _fc(n, "cls_score", x, 3, relu=False, std=0.01)
@@ -462,9 +463,10 @@ def build(variant: str, cfg: NetConfig, train: bool):
                 face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
-            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride), face_x=cfg.face_x, face_y=cfg.face_y))
+            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride, cfg.sampling_ratio), face_x=cfg.face_x,
+                                          face_y=cfg.face_y))
     else:
-        n.local_feat = _roi_align(conv5_3, rois, p, cfg.feat_stride)
+        n.local_feat = _roi_align(conv5_3, rois, p, cfg)
     n.loc_pool5 = _pool(n, "loc_pool5", n.local_feat, stride=1)
     local = aspp(n, "loc_", n.loc_pool5, cfg, train)
     if train:
@@ -482,7 +484,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
                                     adjust_back_param=dict(outside_value=0))
         local = n.local_back
     if spec.fused:
-        n.global_crop = _roi_align(glob, rois, p, cfg.feat_stride)
+        n.global_crop = _roi_align(glob, rois, p, cfg)
         n.fuse_concat = L.Concat(local, n.global_crop)
         x = _conv(n, "fuse_conv1", n.fuse_concat, max(cfg.ch(cfg.fuse_channels), NUM_CLASSES), ks=3,
                   bn=_bn(cfg))
@@ -500,7 +502,7 @@ def _mask_head(n, conv5_3, rois, cfg: NetConfig, train: bool):
     """Ins.+Glo.: Mask R-CNN-style binary instance masks at P x P in the RoI frame."""
     L, _ = _caffe()
     p = cfg.pooled
-    n.mask_feat = _roi_align(conv5_3, rois, p, cfg.feat_stride)
+    n.mask_feat = _roi_align(conv5_3, rois, p, cfg)
     x = _conv(n, "mask_conv1", n.mask_feat, cfg.ch(cfg.mask_head_channels), ks=3, bn=_bn(cfg))
     x = _conv(n, "mask_conv2", x, cfg.ch(cfg.mask_head_channels), ks=3, bn=_bn(cfg))
     score = _conv(n, "mask_score", x, 2, ks=1, relu=False, std=0.01)
