@@ -77,7 +77,7 @@ def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> n
 
 class Predictor:
     """A variant's test net with weights; ``predict(image)`` parses one BGR image
-    (``probabilities``: preprocess + forward, then ``decode``); ``flip``: the flip test."""
+    (``preprocess``, ``probabilities``: + forward, then ``decode``); ``flip``: the flip test."""
 
     flip: bool = False
 
@@ -140,20 +140,26 @@ class Predictor:
                          parts=b[parts].data[:n].astype(np.float32) if n else np.zeros((0, 1, 1, 1), np.float32),
                          global_prob=b["global_prob"].data[0].copy() if "global_prob" in b else None)
 
-    def probabilities(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
-                      face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Probabilities:
-        """Preprocess (fit into the canvas, never enlarged, as the data layer) and forward one BGR
-        image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace the detector's
-        persons (each with score 1) / faces: oracle evaluation. ``flip`` (default ``self.flip``)
-        also parses the mirrored image with the mirrored persons (and faces, where given) and
-        averages the probabilities, left/right part channels swapped back (PGN, Parsing R-CNN)."""
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+        """A BGR image fitted into the net's canvas as the data layer does (the longer side fitted,
+        never enlarged, top-left, mean subtracted): (canvas s x s x 3, scale, rh, rw)."""
         h, w = image.shape[:2]
         s = self.size
-        scale = min(1.0, s / h, s / w)   # as the data layer: fit the longer side, never enlarge
+        scale = min(1.0, s / h, s / w)
         rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
         canvas = np.zeros((s, s, 3), np.float32)
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) \
             - np.asarray(self.cfg.mean_bgr, np.float32)
+        return canvas, scale, rh, rw
+
+    def probabilities(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
+                      face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Probabilities:
+        """``preprocess`` and forward one BGR image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace the detector's
+        persons (each with score 1) / faces: oracle evaluation. ``flip`` (default ``self.flip``)
+        also parses the mirrored image with the mirrored persons (and faces, where given) and
+        averages the probabilities, left/right part channels swapped back (PGN, Parsing R-CNN)."""
+        h, w = image.shape[:2]
+        canvas, scale, rh, rw = self.preprocess(image)
         im_info = [rh, rw, scale]
 
         def net_boxes(boxes: np.ndarray | None) -> np.ndarray | None:
