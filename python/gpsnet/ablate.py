@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpsnet import train
-from gpsnet.nets.builder import CPU_SCHEDULE, spec_of, table_order, variants
+from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, spec_of, table_order, variants
 
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
                                         ("AP0.8", "0.8"))
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0)")
     ap.add_argument("--extra-seeds", nargs="*", default=[], metavar="VARIANT:SEED",
                     help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
-    ap.add_argument("--setting", choices=("full", "small", "tiny"), default="small")
+    ap.add_argument("--setting", choices=SETTINGS, default="small")
     ap.add_argument("--iters", type=int, default=1400, help="training iterations of every variant")
     train.add_schedule_args(ap, CPU_SCHEDULE, "the CPU schedule")
     ap.add_argument("--weights", help="initial .caffemodel of every variant (copied by layer name)")

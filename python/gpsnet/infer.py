@@ -21,7 +21,7 @@ import numpy as np
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import NetConfig, net_param_text, setting, spec_of, variants
+from gpsnet.nets.builder import SETTINGS, NetConfig, net_param_text, setting, setting_name, spec_of, variants
 from gpsnet.weights import load_weights
 
 @dataclass
@@ -79,16 +79,14 @@ class Predictor:
     """A variant's test net with weights; ``predict(image)`` parses one BGR image
     (``preprocess``, ``probabilities``: + forward, then ``decode``); ``flip``: the flip test."""
 
-    flip: bool = False
-
     def __init__(self, variant: str, weights: str | None, cfg: NetConfig, net: str | None = None,
                  small: bool = False, gpu: int | None = None, score_thresh: float = 0.0,
-                 net_text_override: str | None = None) -> None:
+                 net_text_override: str | None = None, flip: bool = False) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe
         from gpsnet.device import use_device
         use_device(caffe, gpu)
-        self.variant, self.cfg, self.score_thresh = variant, cfg, score_thresh
+        self.variant, self.cfg, self.score_thresh, self.flip = variant, cfg, score_thresh, flip
         text = net_text_override or net_param_text(variant, cfg, False, net, small)
         if weights and not Path(weights).is_file():
             raise FileNotFoundError(f"--weights {weights}: no such file")
@@ -316,7 +314,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     d = PredictOptions()
     ap.add_argument("--variant", choices=variants(), default=d.variant)
     ap.add_argument("--small", action="store_true", help="the small CPU setting")
-    ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small")
+    ap.add_argument("--setting", choices=SETTINGS, help="overrides --small")
     ap.add_argument("--net", help="a test prototxt to use instead of the variant's")
     ap.add_argument("--weights", required=True, help="trained .caffemodel")
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
@@ -329,11 +327,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 
 
 def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
-    name = args.setting or ("small" if args.small else "full")
-    predictor = Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
-                          gpu=args.gpu, score_thresh=args.score_thresh)
-    predictor.flip = args.flip
-    return predictor
+    name = setting_name(args.setting, args.small)
+    return Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
+                     gpu=args.gpu, score_thresh=args.score_thresh, flip=args.flip)
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,

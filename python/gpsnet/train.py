@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 learning_rate, net_param_text, read_net_prototxt, setting, solver_text,
+                                 SETTINGS, learning_rate, net_param_text, read_net_prototxt, setting, setting_name,
+                                 solver_text,
                                  variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
@@ -244,7 +245,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=variants(), default=d.variant)
     ap.add_argument("--small", action="store_true", help="the small CPU setting (prototxt/small/...)")
-    ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
+    ap.add_argument("--setting", choices=SETTINGS, help="overrides --small (tiny: tests)")
     ap.add_argument("--net", help="a train prototxt to use instead of the variant's")
     ap.add_argument("--data", type=Path, help="GPS-layout data root (default: synthetic data in the cache)")
     ap.add_argument("--synthetic-num", type=int, default=d.synthetic_num, help="images of the default synthetic set")
@@ -469,7 +470,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
     import caffe
     from gpsnet.device import use_device
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    name = args.setting or ("small" if args.small else "full")
+    name = setting_name(args.setting, args.small)
     cfg = cfg or setting(name)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
@@ -542,7 +543,6 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
         atomic_write_text(log_path, "".join(r + "\n" for r in rows))
     else:
         atomic_write_text(log_path, "")
-    base_lr = args.lr
     print(f"training {args.variant} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
           f"run folder {out}", flush=True)
     last: dict[str, Any] = {}
@@ -586,7 +586,7 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
             except (GPSDataError, OSError) as err:
                 stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
                 break
-            row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, base_lr, args.lr_policy, max(iters, 1)),
+            row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, args.lr, args.lr_policy, max(iters, 1)),
                                    "time": round(time.time() - t0, 4)}
             for k in loss_names:
                 row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])

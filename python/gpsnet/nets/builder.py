@@ -640,8 +640,16 @@ def read_net_prototxt(path: Path) -> str:
     return text
 
 
+SETTINGS: tuple[str, ...] = ("full", "small", "tiny")   # the paper's, the CPU one, the tests'
+
+
 def setting(name: str) -> NetConfig:
-    return {"full": NetConfig.full(), "small": NetConfig.small(), "tiny": NetConfig.tiny()}[name]
+    return {"full": NetConfig.full, "small": NetConfig.small, "tiny": NetConfig.tiny}[name]()
+
+
+def setting_name(name: str | None, small: bool) -> str:
+    """The setting a command runs: its ``--setting`` when given, else ``--small``'s or the full one."""
+    return name or ("small" if small else "full")
 
 
 def variant_dir(out: Path, variant: str, small: bool) -> Path:

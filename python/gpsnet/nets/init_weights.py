@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet.nets.builder import NetConfig, net_text, setting, variants
+from gpsnet.nets.builder import SETTINGS, NetConfig, net_text, setting, setting_name, variants
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -269,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="VGG_ILSVRC_16_layers.caffemodel, or a DeepLab-v2 VGG-16 init model")
     ap.add_argument("--variant", choices=variants(), default="ad_fuse")
     ap.add_argument("--small", action="store_true", help="the small CPU setting (channels subsampled 1/8)")
-    ap.add_argument("--setting", choices=("full", "small", "tiny"), help="overrides --small (tiny: tests)")
+    ap.add_argument("--setting", choices=SETTINGS, help="overrides --small (tiny: tests)")
     ap.add_argument("--out", type=Path, required=True, help="the .caffemodel to write")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fillers of the layers left")
     args = ap.parse_args(argv)
-    name = args.setting or ("small" if args.small else "full")
+    name = setting_name(args.setting, args.small)
     try:
         init_weights(args.source, args.variant, setting(name), args.out, args.seed)
     except (FileNotFoundError, WeightsError) as err:
