@@ -22,7 +22,7 @@ from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import SETTINGS, NetConfig, net_param_text, setting, setting_name, spec_of, variants
-from gpsnet.weights import load_weights
+from gpsnet.weights import load_weights, weight_files
 
 @dataclass
 class Prediction:
@@ -88,8 +88,9 @@ class Predictor:
         use_device(caffe, gpu)
         self.variant, self.cfg, self.score_thresh, self.flip = variant, cfg, score_thresh, flip
         text = net_text_override or net_param_text(variant, cfg, False, net, small)
-        if weights and not Path(weights).is_file():
-            raise FileNotFoundError(f"--weights {weights}: no such file")
+        for path in weight_files(weights) if weights else []:
+            if not path.is_file():
+                raise FileNotFoundError(f"--weights {path}: no such file")
         # pycaffe reads a net from a file only: a temporary one, removed whatever happens.
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix=f"gpsnet_test_{variant}_") as f:
             f.write(text)

@@ -7,6 +7,13 @@ iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` con
 ``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
 run repeats the uninterrupted one. Faults (a non-finite loss, SIGINT/SIGTERM, a data error mid-run,
 a full disk, bad weights): docs/nets.md, "Faults and bad input".
+
+The baselines the paper builds from separate networks (``det_par``, ``ins_glo``: ``VariantSpec.stages``)
+train stage after stage, each in its own run folder ``<out>/<stage>/`` with its own solver (a stage
+starting from an earlier one gets that stage's final weights, its shared layers frozen); their final
+weights are then merged into ``<out>/snapshots/<variant>_iter_<N>.caffemodel`` for the test net. A
+finished stage is not trained again, and an interrupted one resumes from its last snapshot, when the
+same command runs again. ``--stage NAME`` trains one stage only, as a single run.
 """
 from __future__ import annotations
 
@@ -27,8 +34,7 @@ from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
                                  SETTINGS, learning_rate, net_param_text, read_net_prototxt, setting, setting_name,
-                                 solver_text,
-                                 variants)
+                                 snapshot_name, solver_text, spec_of, variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
@@ -212,12 +218,13 @@ class TrainOptions:
     """What `gpsnet train` takes: one field per command-line option (same names), the defaults
     written once here. ``train(TrainOptions(...))`` is the API; ``parse_args`` the command line."""
     variant: str = "ad_fuse"
+    stage: str | None = None            # one stage of a variant trained in stages (None: all of them)
     small: bool = False                 # the small CPU setting (prototxt/small/...)
     setting: str | None = None          # full, small or tiny (tests); overrides small
     net: str | None = None              # a train prototxt instead of the variant's
     data: Path | None = None            # GPS-layout root; None: a synthetic set in the cache
     synthetic_num: int = 200            # images of that synthetic set
-    weights: str | None = None          # initial .caffemodel, copied by layer name
+    weights: str | None = None          # initial .caffemodel(s, joined by commas), copied by layer name
     resume: str | None = None           # a .solverstate to continue from
     iters: int | None = None            # train up to this iteration (None: PAPER_MAX_ITER)
     snapshot_every: int = 0             # 0: only at the end
@@ -244,12 +251,15 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     d = TrainOptions()
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=variants(), default=d.variant)
+    ap.add_argument("--stage", help="train one stage of a variant trained in stages (det_par: det, par; "
+                                    "ins_glo: glo, ins); default: every stage, then their weights merged")
     ap.add_argument("--small", action="store_true", help="the small CPU setting (prototxt/small/...)")
     ap.add_argument("--setting", choices=SETTINGS, help="overrides --small (tiny: tests)")
     ap.add_argument("--net", help="a train prototxt to use instead of the variant's")
     ap.add_argument("--data", type=Path, help="GPS-layout data root (default: synthetic data in the cache)")
     ap.add_argument("--synthetic-num", type=int, default=d.synthetic_num, help="images of the default synthetic set")
-    ap.add_argument("--weights", help="initial .caffemodel, copied by layer name")
+    ap.add_argument("--weights", help="initial .caffemodel, copied by layer name (several: joined by commas, "
+                                      "later ones replacing earlier ones' layers, as Caffe's -weights)")
     ap.add_argument("--resume", help="a .solverstate to continue from")
     ap.add_argument("--iters", type=int, default=d.iters, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
     ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every, help="snapshot period (0: only at the end)")
@@ -303,11 +313,14 @@ class LearningCurve:
     them) and keeps ``curve.json`` / ``curve.png`` in the run folder."""
 
     def __init__(self, solver_net: Any, variant: str, cfg: NetConfig, test_net_text: str,
-                 root: Path, split: str, limit: int, out: Path, gpu: int | None = None) -> None:
+                 root: Path, split: str, limit: int, out: Path, gpu: int | None = None,
+                 other_weights: tuple[Path, ...] = ()) -> None:
         from gpsnet.infer import Predictor
         # the same mode as the solver: Predictor sets Caffe's (process-wide) mode, and a CPU-mode
         # predictor would switch a GPU run's later solver steps to the CPU
         self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text, gpu=gpu)
+        for path in other_weights:   # a stage's run: the test net's layers of the other stages
+            self.predictor.net.copy_from(str(path))
         self.predictor.net.share_with(solver_net)
         self.root, self.split, self.limit, self.out = root, split, limit, out
         self.rows: list[dict[str, Any]] = []
@@ -462,27 +475,44 @@ def stop_requests() -> Iterator[list[int]]:
         restore()
 
 
-def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
-    """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
-    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
-    A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from gpsnet.device import use_device
-    use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    name = setting_name(args.setting, args.small)
-    cfg = cfg or setting(name)
-    iters = PAPER_MAX_ITER if args.iters is None else args.iters
+def run_folder(args: TrainOptions, name: str) -> Path:
+    """``--out``, or ``runs/<variant>[-<setting>]``."""
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a run folder")
+    return out
+
+
+def train(args: TrainOptions, cfg: NetConfig | None = None,
+          curve_weights: list[Path] | None = None) -> dict[str, Any]:
+    """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
+    A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good).
+    A variant trained in stages, without ``--stage`` or ``--net``: ``train_stages``.
+    ``curve_weights``: the learning curve's weights of the test net's layers the train net lacks
+    (default: ``--weights``)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from gpsnet.device import use_device
+    from gpsnet.weights import weight_files
+    use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
+    spec = spec_of(args.variant)
+    if args.stage is not None:
+        spec.stage(args.stage)      # (an unknown stage is named with the variant's stages)
+    elif spec.stages and not args.net:
+        return train_stages(args, cfg)
+    name = setting_name(args.setting, args.small)
+    cfg = cfg or setting(name)
+    iters = PAPER_MAX_ITER if args.iters is None else args.iters
+    out = run_folder(args, name)
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
                          "--resume to continue it, or another --out")
-    for what, path in (("--weights", args.weights), ("--resume", args.resume)):
+    starts = weight_files(args.weights) if args.weights else []
+    for what, path in [*(("--weights", p) for p in starts), ("--resume", args.resume)]:
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path}: no such file")
-    text = net_param_text(args.variant, cfg, True, args.net, name == "small")
+    text = net_param_text(args.variant, cfg, True, args.net, name == "small", args.stage)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     n_train = check_split_files(root, "train")
     text, loss_names = add_loss_guard(patch_data_layer(text, root.resolve(), args.seed,
@@ -495,7 +525,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
             old.unlink(missing_ok=True)
     train_net = out / "train.prototxt"
     atomic_write_text(train_net, text)
-    prefix = (out / "snapshots" / args.variant).resolve()
+    prefix = (out / "snapshots" / snapshot_name(args.variant, args.stage)).resolve()
     schedule = dict(schedule=schedule_of(args), max_iter=max(iters, 1), seed=args.seed)
     # The run folder's solver.prototxt is for `caffe train` (snapshots into the run folder); the
     # one the run uses snapshots only when told, into the staging folder (see Snapshotter).
@@ -514,7 +544,8 @@ def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
                 solver = caffe.get_solver(str(staged_solver))
                 try:
                     return _run(args, solver, Snapshotter(solver, staging, prefix, args.solver), signals, out,
-                                root, n_train, name, cfg, iters, loss_names, work)
+                                root, n_train, name, cfg, iters, loss_names, work,
+                                starts if curve_weights is None else curve_weights)
                 finally:
                     close_net(solver.net)
                     del solver
@@ -523,7 +554,8 @@ def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
 
 
 def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
-         n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path) -> dict[str, Any]:
+         n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path,
+         curve_weights: list[Path]) -> dict[str, Any]:
     """The training loop of ``train`` (its solver set up; ``signals``: from ``stop_requests``;
     ``work``: a private temporary folder)."""
     from gpsnet.data.layout import GPSDataError
@@ -543,7 +575,8 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
         atomic_write_text(log_path, "".join(r + "\n" for r in rows))
     else:
         atomic_write_text(log_path, "")
-    print(f"training {args.variant} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
+    what = args.variant + (f" stage {args.stage}" if args.stage else "")
+    print(f"training {what} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
           f"run folder {out}", flush=True)
     last: dict[str, Any] = {}
     curve = None
@@ -551,7 +584,7 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
         test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
                      else net_param_text(args.variant, cfg, False, None, name == "small"))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
-                              args.eval_limit, out, gpu=args.gpu)
+                              args.eval_limit, out, gpu=args.gpu, other_weights=tuple(curve_weights))
         if args.resume and (out / "curve.json").is_file():   # the resumed run's earlier points
             curve.rows = [r for r in json.loads((out / "curve.json").read_text()) if r["iter"] <= start]
     t_start = time.time()
@@ -614,6 +647,69 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
     return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
             "curve": curve.rows if curve is not None else []}
+
+
+def latest_state(folder: Path, prefix: str) -> Path | None:
+    """The ``<prefix>_iter_<N>.solverstate`` in ``folder`` with the largest N."""
+    states = [(int(p.stem.rsplit("_iter_", 1)[1]), p) for p in folder.glob(f"{prefix}_iter_*.solverstate")
+              if p.stem.rsplit("_iter_", 1)[1].isdigit()]
+    return max(states)[1] if states else None
+
+
+def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
+    """Train a variant's stages one after the other (module docstring), then merge their final
+    weights for the test net. Returns ``train``'s dict for the whole variant (the log, losses and
+    curve of the last stage; ``snapshot`` the merged model) plus ``stages``: stage -> its model."""
+    from gpsnet.safeio import atomic_write_bytes
+    from gpsnet.weights import load_weights
+    spec = spec_of(args.variant)
+    if args.resume:
+        raise ValueError(f"--resume: {args.variant} trains in stages ({', '.join(spec.train_stages)}): run the "
+                         "same command again to continue (finished stages are kept, an interrupted one resumes "
+                         "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
+    name = setting_name(args.setting, args.small)
+    cfg = cfg or setting(name)
+    iters = PAPER_MAX_ITER if args.iters is None else args.iters
+    out = run_folder(args, name)
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    models: dict[str, Path] = {}
+    last: dict[str, Any] = {}
+    for i, st in enumerate(spec.stages, start=1):
+        sub = out / st.name
+        prefix = snapshot_name(args.variant, st.name)
+        final = sub / "snapshots" / f"{prefix}_iter_{iters}.caffemodel"
+        if final.is_file() and not args.overwrite:
+            print(f"stage {i}/{len(spec.stages)} {st.name}: trained before ({final})", flush=True)
+            models[st.name] = final
+            continue
+        starts = [*([args.weights] if args.weights else []), *([str(models[st.start_from])] if st.start_from else [])]
+        resume = latest_state(sub / "snapshots", prefix) if not args.overwrite and (sub / "log.jsonl").is_file() else None
+        print(f"stage {i}/{len(spec.stages)} {st.name}: run folder {sub}"
+              + (f"; starts from stage {st.start_from} ({models[st.start_from]}), its layers frozen" if st.start_from else "")
+              + (f"; resumes {resume}" if resume else ""), flush=True)
+        last = train(replace(args, stage=st.name, out=sub, data=root, weights=",".join(starts) or None,
+                             resume=str(resume) if resume else None,
+                             eval_every=args.eval_every if i == len(spec.stages) else 0),
+                     cfg, curve_weights=[*(Path(w) for w in starts), *models.values()])
+        models[st.name] = last["snapshot"]
+    # The test net holds every stage's layers: each stage's final weights, in training order.
+    import caffe
+    with tempfile.TemporaryDirectory(prefix="gpsnet-merge-") as tmp:
+        test_net = Path(tmp) / "test.prototxt"
+        test_net.write_text(net_param_text(args.variant, cfg, False, None, name == "small"))
+        net = caffe.Net(str(test_net), caffe.TEST)
+        report = load_weights(net, ",".join(str(m) for m in models.values()), quiet=True)
+        if report.left:
+            raise ValueError(f"{args.variant}: the stages' weights leave {report.left} of the test net unset")
+        merged_tmp = Path(tmp) / "merged.caffemodel"
+        net.save(str(merged_tmp))
+        del net
+        (out / "snapshots").mkdir(parents=True, exist_ok=True)
+        merged = out / "snapshots" / f"{args.variant}_iter_{iters}.caffemodel"
+        atomic_write_bytes(merged, merged_tmp.read_bytes())
+    print(f"merged the stages' weights ({', '.join(models)}) for the test net: {merged}", flush=True)
+    return {"losses": {}, "curve": [], **last, "snapshot": merged, "out": out, "data": root, "stages": models,
+            "log": last.get("log", out / spec.stages[-1].name / "log.jsonl")}
 
 
 def main(argv: list[str] | None = None) -> int:

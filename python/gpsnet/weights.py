@@ -1,6 +1,7 @@
 """Checked loading of Caffe weights (``.caffemodel``) and solver states (``.solverstate``).
 
-``load_weights(net, path)`` reads the file as a ``NetParameter`` first: a missing, empty or
+``load_weights(net, path)`` (``path`` may join several files by commas, as Caffe's ``-weights``)
+reads each file as a ``NetParameter`` first: a missing, empty or
 unparsable file, a file with no layer the net can take, or a blob whose shape differs from the
 net's is a ``WeightsError`` (a ``ValueError``) naming the file, where pycaffe would load nothing
 without a word, or abort. It prints which learnable layers were filled and which were left at
@@ -76,30 +77,47 @@ def _same_shape(saved: tuple[int, ...], net: tuple[int, ...]) -> bool:
     return len(saved) == 4 and len(net) <= 4 and saved == (1,) * (4 - len(net)) + net
 
 
+def weight_files(spec: str | Path) -> list[Path]:
+    """The files of a ``--weights`` value: one path, or several joined by commas (Caffe's
+    ``-weights a.caffemodel,b.caffemodel``: copied in turn, a later file's layers replacing an
+    earlier one's)."""
+    files = [Path(part) for part in str(spec).split(",") if part.strip()]
+    if not files:
+        raise WeightsError(f"--weights {spec!r}: no file named")
+    return files
+
+
 def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsReport:
-    """Copy a ``.caffemodel`` into ``net`` by layer name, checked (see the module docstring)."""
-    path = Path(path)
-    param = read_net_param(path)
-    saved = {layer.name: [_blob_shape(b) for b in layer.blobs]
-             for layer in [*param.layer, *param.layers] if layer.blobs}
+    """Copy a ``.caffemodel`` (or several: ``weight_files``) into ``net`` by layer name, checked
+    (see the module docstring)."""
+    files = weight_files(path)
     learnable = list(net.params.keys())
-    filled = [name for name in learnable if name in saved]
-    left = [name for name in learnable if name not in saved]
-    if not filled:
-        raise WeightsError(f"{path}: none of the net's {len(learnable)} learnable layers has weights in "
-                           f"this file (weights of another net? its layers: {_names(sorted(saved))})")
-    for name in filled:
-        shapes = [tuple(b.data.shape) for b in net.params[name]]
-        if len(shapes) != len(saved[name]) or not all(map(_same_shape, saved[name], shapes)):
-            raise WeightsError(f"{path}: layer {name!r} has blobs of shapes {saved[name]} in the file, "
-                               f"{shapes} in the net")
-    net.copy_from(str(path))
+    filled_any: set[str] = set()
+    for one in files:
+        param = read_net_param(one)
+        saved = {layer.name: [_blob_shape(b) for b in layer.blobs]
+                 for layer in [*param.layer, *param.layers] if layer.blobs}
+        filled = [name for name in learnable if name in saved]
+        if not filled:
+            raise WeightsError(f"{one}: none of the net's {len(learnable)} learnable layers has weights in "
+                               f"this file (weights of another net? its layers: {_names(sorted(saved))})")
+        for name in filled:
+            shapes = [tuple(b.data.shape) for b in net.params[name]]
+            if len(shapes) != len(saved[name]) or not all(map(_same_shape, saved[name], shapes)):
+                raise WeightsError(f"{one}: layer {name!r} has blobs of shapes {saved[name]} in the file, "
+                                   f"{shapes} in the net")
+        filled_any.update(filled)
+    for one in files:
+        net.copy_from(str(one))
+    shown = ",".join(map(str, files))
+    filled = [name for name in learnable if name in filled_any]
+    left = [name for name in learnable if name not in filled_any]
     if not quiet:
-        print(f"weights {path}: filled {len(filled)} of {len(learnable)} learnable layers", flush=True)
+        print(f"weights {shown}: filled {len(filled)} of {len(learnable)} learnable layers", flush=True)
     if left:
-        print(f"warning: weights {path}: {len(left)} of {len(learnable)} learnable layers left at their "
+        print(f"warning: weights {shown}: {len(left)} of {len(learnable)} learnable layers left at their "
               f"fillers (not in the file): {_names(left)}", file=sys.stderr, flush=True)
-    return WeightsReport(path, filled, left)
+    return WeightsReport(files[0] if len(files) == 1 else Path(shown), filled, left)
 
 
 def _history_blobs(net: Any, solver_type: str) -> int:

@@ -213,25 +213,64 @@ def sample_rois(rois: np.ndarray, gt_persons: np.ndarray, gt_faces: np.ndarray, 
         out_t.append(targets)
         out_w.append(weights)
         person = np.where(labels == PERSON)[0]
-        if person.size > cfg.max_mask_rois:
-            person = np.sort(rng.choice(person, cfg.max_mask_rois, replace=False))
-        if person.size:
-            m_rois.append(np.concatenate([np.full((person.size, 1), b), boxes[person]], axis=1))
-            m_idx.append(gt_rows[gt_idx[person]])
-        elif p_rows.size:
-            take = p_rows[:cfg.max_mask_rois]
-            m_rois.append(gp[take])
-            m_idx.append(take)
-    if not m_rois:
-        m_rois.append(np.array([[0.0, 0.0, 0.0, 1.0, 1.0]]))
-        m_idx.append(np.array([-1]))
+        _mask_rois_of_image(b, boxes[person], gt_rows[gt_idx[person]], gp, p_rows, cfg.max_mask_rois,
+                            rng, m_rois, m_idx)
+    m_rois, m_idx = _batch_mask_rois(m_rois, m_idx)
     return RoiSample(
         rois=np.concatenate(out_rois).astype(np.float32).reshape(-1, 5),
         labels=np.concatenate(out_labels).astype(np.float32),
         bbox_targets=np.concatenate(out_t).astype(np.float32).reshape(-1, 4 * NUM_DET_CLASSES),
         bbox_inside_weights=np.concatenate(out_w).astype(np.float32).reshape(-1, 4 * NUM_DET_CLASSES),
-        mask_rois=np.concatenate(m_rois).astype(np.float32),
-        mask_gt_index=np.concatenate(m_idx).astype(np.float32))
+        mask_rois=m_rois, mask_gt_index=m_idx)
+
+
+def _mask_rois_of_image(b: int, boxes: np.ndarray, gt_rows: np.ndarray, gp: np.ndarray, p_rows: np.ndarray,
+                        limit: int, rng: np.random.Generator, m_rois: list, m_idx: list) -> None:
+    """One image's mask RoIs: ``boxes`` (n x 4, each matched to the person ``gt_rows`` of ``gp``), at
+    most ``limit`` of them sampled; none matched: the image's ground-truth person boxes instead."""
+    pick = np.arange(boxes.shape[0])
+    if pick.size > limit:
+        pick = np.sort(rng.choice(pick, limit, replace=False))
+    if pick.size:
+        m_rois.append(np.concatenate([np.full((pick.size, 1), b), boxes[pick]], axis=1))
+        m_idx.append(gt_rows[pick])
+    elif p_rows.size:
+        take = p_rows[:limit]
+        m_rois.append(gp[take])
+        m_idx.append(take)
+
+
+def _batch_mask_rois(m_rois: list, m_idx: list) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's mask RoIs (M x 5) and gt rows (M); a batch without any person gets the dummy RoI
+    ``(0, 0, 0, 1, 1)`` with gt index -1, whose mask targets are all ignore."""
+    if not m_rois:
+        m_rois.append(np.array([[0.0, 0.0, 0.0, 1.0, 1.0]]))
+        m_idx.append(np.array([-1]))
+    return np.concatenate(m_rois).astype(np.float32), np.concatenate(m_idx).astype(np.float32)
+
+
+def match_detections(persons: np.ndarray, gt_persons: np.ndarray, num_images: int, cfg: RoiSampleConfig,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The parser's RoIs of Det.+Par.'s second stage: a trained detector's person boxes
+    ``persons`` (D x 5: batch, x1, y1, x2, y2) that overlap a ground-truth person (``gt_persons``
+    G x 5) with IoU >= ``fg_thresh``, each with the row of its best-overlapping one; at most
+    ``max_mask_rois`` per image (sampled). An image with persons but no matched box gets its
+    ground-truth boxes; a batch without any person the dummy RoI. Returns (mask_rois M x 5,
+    mask_gt_index M), as :func:`sample_rois`."""
+    dets = np.asarray(persons, np.float64).reshape(-1, 5)
+    gp = np.asarray(gt_persons, np.float64).reshape(-1, 5)
+    m_rois: list = []
+    m_idx: list = []
+    for b in range(num_images):
+        p_rows = np.where(gp[:, 0] == b)[0]
+        boxes = dets[dets[:, 0] == b, 1:]
+        matched, rows = np.zeros((0, 4)), np.zeros((0,), np.int64)
+        if p_rows.size and boxes.size:
+            ov = bbox_overlaps(boxes, gp[p_rows, 1:])
+            keep = np.where(ov.max(axis=1) >= cfg.fg_thresh)[0]
+            matched, rows = boxes[keep], p_rows[ov[keep].argmax(axis=1)]
+        _mask_rois_of_image(b, matched, rows, gp, p_rows, cfg.max_mask_rois, rng, m_rois, m_idx)
+    return _batch_mask_rois(m_rois, m_idx)
 
 
 # --------------------------------------------------------------------------- mask targets

@@ -7,13 +7,18 @@ Tops: ``rois`` (S x 5), ``labels`` (S), ``bbox_targets``, ``bbox_inside_weights`
 ``mask_rois`` (M x 5, M >= 1) and ``mask_gt_index`` (M: row of gt_persons / gt_masks, -1 for the
 dummy RoI of a batch without persons). See :func:`gpsnet.detection.targets.sample_rois`.
 param_str: ``seed`` and :class:`~gpsnet.detection.targets.RoiSampleConfig`'s fields.
+
+``DetectionTargetLayer`` (Det.+Par.'s parser stage): bottoms ``person_rois`` (D x 5, the trained
+detector's boxes), ``gt_persons`` (G x 5), ``im_info`` (B x 3); tops ``mask_rois`` (M x 5, M >= 1)
+and ``mask_gt_index`` (M): the detected boxes matched to a person, see
+:func:`gpsnet.detection.targets.match_detections`. param_str: as ``ProposalTargetLayer``.
 """
 from __future__ import annotations
 
 import caffe
 import numpy as np
 
-from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, sample_rois
+from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, match_detections, sample_rois
 from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob, write_blob
 
 
@@ -51,6 +56,34 @@ class ProposalTargetLayer(caffe.Layer):
             arrays += [s.mask_rois, s.mask_gt_index]
         for i in range(len(top)):   # (pycaffe's blob vectors cannot be iterated)
             write_blob(top[i], arrays[i])
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass
+
+
+class DetectionTargetLayer(caffe.Layer):
+    def setup(self, bottom, top) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str,
+                         {"seed"} | config_keys(RoiSampleConfig))
+        self.cfg = make_config(RoiSampleConfig, p)
+        self.seed = int(p.get("seed", 0))
+        self.forward_count = 0   # as ProposalTargetLayer's: a resumed run samples as the uninterrupted one
+        if len(bottom) != 3 or len(top) != 2:
+            raise ValueError("DetectionTargetLayer: bottoms person_rois, gt_persons, im_info; "
+                             "tops mask_rois, mask_gt_index")
+        top[0].reshape(1, 5)
+        top[1].reshape(1)
+
+    def reshape(self, bottom, top) -> None:
+        pass
+
+    def forward(self, bottom, top) -> None:
+        rng = np.random.default_rng([self.seed, self.forward_count])
+        self.forward_count += 1
+        rois, index = match_detections(read_blob(bottom[0], 5), read_blob(bottom[1], 5),
+                                       bottom[2].data.reshape(-1, 3).shape[0], self.cfg, rng)
+        write_blob(top[0], rois)
+        write_blob(top[1], index)
 
     def backward(self, top, propagate_down, bottom) -> None:
         pass

@@ -1,8 +1,9 @@
 """Writes the train/test prototxts and solvers of every variant (``gpsnet build-nets``).
 
 Variants (DESIGN.md section 4, docs/nets.md): ``ad_fuse`` (GPSNet), ``fuse``, ``ad_loc``, ``loc``
-(ablations) and the baselines ``det_par`` (Faster R-CNN + single-person parser on image crops)
-and ``ins_glo`` (global parser + Mask R-CNN instance masks). ``NetConfig.full()`` is the paper's
+(ablations) and the baselines ``det_par`` (Faster R-CNN, then a single-person parser on crops of
+its boxes) and ``ins_glo`` (a global parser and a Mask R-CNN-style instance net): the baselines are
+separately trained nets (``Stage``), combined only in their test net. ``NetConfig.full()`` is the paper's
 setting; ``NetConfig.small()`` a CPU setting (channel multiplier 1/8, 129-px canvas, P = 21).
 """
 from __future__ import annotations
@@ -24,6 +25,20 @@ REPO_ROOT = Path(__file__).resolve().parents[3]   # the committed prototxt/ live
 
 # ------------------------------------------------------------------------------------ the registry
 LOCAL_KINDS = ("none", "plain", "adjusted")
+# Layer-name prefixes of the parts with their own weights (init-weights maps VGG-16 onto them).
+LOCAL_PREFIX = "loc_"       # the local parser's ASPP
+PARSER_PREFIX = "par_"      # Det.+Par.: the single-person parser's own VGG-16 and ASPP
+GLOBAL_NET_PREFIX = "glo_"  # Ins.+Glo.: the global parser net's own VGG-16 and ASPP
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One separately trained net of a variant the paper builds from separate networks: its own
+    train net and solver (``train_<name>.prototxt``, ``solver_<name>.prototxt``). ``start_from``:
+    the stage whose trained weights it starts from; the layers it shares with that stage are
+    frozen (lr 0, BatchNorm on its stored statistics). The test net holds every stage's layers."""
+    name: str
+    start_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,16 @@ class VariantSpec:
     fused: bool = False               # the fusion branch: local parsing + the global parsing's RoI crop
     instance_masks: bool = False      # Ins.+Glo.: class-agnostic masks labelled by the global parsing
     separate_parser: bool = False     # Det.+Par.: a detector and its own single-person parser on crops
+    stages: tuple[Stage, ...] = ()    # separately trained nets, in training order (empty: one net)
 
     def __post_init__(self) -> None:
+        names = [st.name for st in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant {self.name}: stage names must differ, got {names}")
+        for i, st in enumerate(self.stages):
+            if st.start_from is not None and st.start_from not in names[:i]:
+                raise ValueError(f"variant {self.name}: stage {st.name!r} starts from {st.start_from!r}, "
+                                 f"which is not an earlier stage ({names[:i]})")
         if self.local not in LOCAL_KINDS:
             raise ValueError(f"variant {self.name}: local must be one of {LOCAL_KINDS}, got {self.local!r}")
         persons = (self.local != "none") + self.instance_masks + self.separate_parser
@@ -63,6 +86,19 @@ class VariantSpec:
     def person_output(self) -> str:
         """The test net's per-person output: N x K x P x P part probabilities, or the instance masks."""
         return "mask_prob" if self.instance_masks else "parse_prob"
+
+    @property
+    def train_stages(self) -> tuple[str | None, ...]:
+        """The names of its train nets: the stages, or (None,) for one jointly trained net."""
+        return tuple(st.name for st in self.stages) or (None,)
+
+    def stage(self, name: str) -> Stage:
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise ValueError(f"variant {self.name} has no stage {name!r}"
+                         + (f"; its stages: {', '.join(self.train_stages)}" if self.stages else
+                            " (it trains as one net)"))
 
 
 REGISTRY: dict[str, VariantSpec] = {}
@@ -102,8 +138,10 @@ for _spec in (   # the paper's Tables 2-3
     VariantSpec("fuse", "Fuse", 3, global_parser=True, local="plain", fused=True),
     VariantSpec("ad_loc", "Ad. Loc.", 2, local="adjusted"),
     VariantSpec("loc", "Loc.", 1, local="plain"),
-    VariantSpec("det_par", "Det.+Par.", 5, separate_parser=True),
-    VariantSpec("ins_glo", "Ins.+Glo.", 6, global_parser=True, instance_masks=True),
+    VariantSpec("det_par", "Det.+Par.", 5, separate_parser=True,
+                stages=(Stage("det"), Stage("par", start_from="det"))),
+    VariantSpec("ins_glo", "Ins.+Glo.", 6, global_parser=True, instance_masks=True,
+                stages=(Stage("glo"), Stage("ins"))),
 ):
     register(_spec)
 del _spec
@@ -431,15 +469,64 @@ def _inputs(n, cfg: NetConfig, train: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------ variants
-def build(variant: str, cfg: NetConfig, train: bool):
-    """The NetParameter of one variant's train or test net."""
+def build(variant: str, cfg: NetConfig, train: bool, stage: str | None = None):
+    """The NetParameter of one variant's train net (of ``stage`` for a variant trained in stages)
+    or its test net (every stage's layers)."""
     spec = spec_of(variant)
+    if stage is not None:
+        spec.stage(stage)   # (an unknown stage, or one of a variant trained as one net: named)
+        if not train:
+            raise ValueError(f"variant {variant}: stage {stage!r} names a train net; the test net holds every stage")
+    elif train and spec.stages:
+        raise ValueError(f"variant {variant} trains in stages ({', '.join(spec.train_stages)}): name the stage")
     import caffe
-    L, _ = _caffe()
     n = caffe.NetSpec()
     _inputs(n, cfg, train)
+    frozen: list[str] = []
     if spec.separate_parser:
-        return _build_det_par(n, cfg, train).to_proto()
+        frozen = _build_det_par(n, cfg, stage)
+    elif spec.instance_masks:
+        _build_ins_glo(n, cfg, stage)
+    else:
+        _build_joint(n, spec, cfg, train)
+    proto = n.to_proto()
+    _freeze(proto, frozen)
+    return proto
+
+
+def _layer_names(n) -> list[str]:
+    """The names of the layers a NetSpec holds so far."""
+    return [layer.name for layer in n.to_proto().layer]
+
+
+FROZEN_PARAM_TYPES = ("Convolution", "InnerProduct", "Scale", "BatchNorm")
+
+
+def _freeze(proto, names: list[str]) -> None:
+    """The layers ``names`` of ``proto`` keep the weights they start from: lr 0 on every parameter,
+    BatchNorm on its stored statistics (``use_global_stats``)."""
+    wanted = set(names)
+    for layer in proto.layer:
+        if layer.name not in wanted:
+            continue
+        if layer.type in FROZEN_PARAM_TYPES and not layer.param:
+            raise ValueError(f"layer {layer.name}: no param specs to freeze")
+        for param in layer.param:
+            param.lr_mult = 0
+            param.decay_mult = 0
+        if layer.type == "BatchNorm":
+            layer.batch_norm_param.use_global_stats = True
+
+
+def _silence(n, *tops: str) -> None:
+    """The data layer's tops a stage's train net does not read (not left as outputs)."""
+    L, _ = _caffe()
+    n.silence_unused = L.Silence(*[n.tops[t] for t in tops], ntop=0)
+
+
+def _build_joint(n, spec: VariantSpec, cfg: NetConfig, train: bool) -> None:
+    """The variants trained as one net: backbone, detector and local parser (+ global parser, fusion)."""
+    L, _ = _caffe()
     conv5_3, pool5 = vgg16_deeplab(n, n.data, cfg)
     glob = None
     if spec.global_parser:
@@ -450,8 +537,6 @@ def build(variant: str, cfg: NetConfig, train: bool):
             n.global_prob = L.Softmax(glob)
     detector(n, conv5_3, cfg, train)
     rois = n.mask_rois if train else n.person_rois
-    if spec.instance_masks:
-        return _mask_head(n, conv5_3, rois, cfg, train).to_proto()
     p = cfg.pooled
     adjusted = spec.adjusted
     if adjusted:
@@ -468,7 +553,7 @@ def build(variant: str, cfg: NetConfig, train: bool):
     else:
         n.local_feat = _roi_align(conv5_3, rois, p, cfg)
     n.loc_pool5 = _pool(n, "loc_pool5", n.local_feat, stride=1)
-    local = aspp(n, "loc_", n.loc_pool5, cfg, train)
+    local = aspp(n, LOCAL_PREFIX, n.loc_pool5, cfg, train)
     if train:
         if adjusted:
             n.mask_label, n.mask_label_adj = _python(
@@ -495,7 +580,6 @@ def build(variant: str, cfg: NetConfig, train: bool):
         final = local
     if not train:
         n.parse_prob = L.Softmax(final)
-    return n.to_proto()
 
 
 def _mask_head(n, conv5_3, rois, cfg: NetConfig, train: bool):
@@ -515,27 +599,64 @@ def _mask_head(n, conv5_3, rois, cfg: NetConfig, train: bool):
     return n
 
 
-def _build_det_par(n, cfg: NetConfig, train: bool):
-    """Det.+Par.: a Faster R-CNN and, with its own weights, a single-person DeepLab-v2 parser on
-    image crops of 8 (P - 1) + 1 pixels (stride 8 gives P x P). Training feeds the parser the
-    fg person RoIs sampled by the proposal target; the two share no layer, so training them in
-    one solver equals training them one after the other."""
+def _build_det_par(n, cfg: NetConfig, stage: str | None) -> list[str]:
+    """Det.+Par. as the paper builds it: a Faster R-CNN (stage ``det``), then a single-person
+    DeepLab-v2 parser with its own VGG-16 (prefix ``par_``) on image crops of 8 (P - 1) + 1 pixels
+    (stride 8 gives P x P) around the *trained* detector's person boxes (stage ``par``: the
+    detector runs as at test time, frozen; its boxes matched to a ground-truth person at IoU >= 0.5
+    are the parser's RoIs, ``DetectionTargetLayer``). The test net (``stage`` None) is the same
+    chain on every detected person. Returns the layers to freeze."""
     L, _ = _caffe()
     conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
-    detector(n, conv5_3, cfg, train)
-    rois = n.mask_rois if train else n.person_rois
+    if stage == "det":
+        detector(n, conv5_3, cfg, True, mask_outputs=False)
+        _silence(n, "label_s8", "gt_masks")
+        return []
+    detector(n, conv5_3, cfg, False)
+    frozen: list[str] = []
+    rois = n.person_rois
+    if stage == "par":
+        frozen = _layer_names(n)
+        n.mask_rois, n.mask_gt_index = _python(
+            "proposal_target", "DetectionTargetLayer", n.person_rois, n.gt_persons, n.im_info, ntop=2,
+            params=dict(max_mask_rois=cfg.max_mask_rois, seed=cfg.seed))
+        _silence(n, "label_s8", "gt_faces", "person_scores", "face_rois", "face_scores")
+        rois = n.mask_rois
     crop = cfg.feat_stride * (cfg.pooled - 1) + 1
     n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=dict(roi_align_param(crop, 1), sampling_ratio=1),
                                propagate_down=[False, False])
-    _, par_pool5 = vgg16_deeplab(n, n.person_crop, cfg, prefix="par_")
-    score = aspp(n, "par_", par_pool5, cfg, train)
-    if train:
+    _, par_pool5 = vgg16_deeplab(n, n.person_crop, cfg, prefix=PARSER_PREFIX)
+    score = aspp(n, PARSER_PREFIX, par_pool5, cfg, train=stage is not None)
+    if stage is not None:
         n.mask_label = _python("mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks,
                                params=dict(pooled=cfg.pooled))
         n.loss_parse = _parse_loss(n, score, n.mask_label, cfg)
     else:
         n.parse_prob = L.Softmax(score)
-    return n
+    return frozen
+
+
+def _build_ins_glo(n, cfg: NetConfig, stage: str | None) -> None:
+    """Ins.+Glo. as the paper builds it: a global DeepLab-v2 parser with its own VGG-16 (prefix
+    ``glo_``, stage ``glo``) and a Mask R-CNN-style instance net (backbone, detector, binary mask
+    head; stage ``ins``), trained separately; the test net (``stage`` None) runs both on the image
+    and labels each instance mask by the global parsing."""
+    L, _ = _caffe()
+    train = stage is not None
+    if stage in (None, "glo"):
+        _, glo_pool5 = vgg16_deeplab(n, n.data, cfg, prefix=GLOBAL_NET_PREFIX)
+        glob = aspp(n, GLOBAL_NET_PREFIX, glo_pool5, cfg, train)
+        if train:
+            n.loss_global = _parse_loss(n, glob, n.label_s8, cfg)
+            _silence(n, "gt_persons", "gt_faces", "gt_masks")
+        else:
+            n.global_prob = L.Softmax(glob)
+    if stage in (None, "ins"):
+        conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
+        detector(n, conv5_3, cfg, train)
+        _mask_head(n, conv5_3, n.mask_rois if train else n.person_rois, cfg, train)
+        if train:
+            _silence(n, "label_s8")
 
 
 # ------------------------------------------------------------------------------------ files
@@ -609,21 +730,38 @@ def solver_text(train_net: str, snapshot_prefix: str, schedule: Schedule = PAPER
         seed=seed, solver_type='type: "Adam"\nmomentum2: 0.999\n' if schedule.solver == "Adam" else "")
 
 
-def net_text(variant: str, cfg: NetConfig, train: bool) -> str:
-    proto = build(variant, cfg, train)
-    proto.name = f"gpsnet_{variant}_{'train' if train else 'test'}"
+def net_text(variant: str, cfg: NetConfig, train: bool, stage: str | None = None) -> str:
+    proto = build(variant, cfg, train, stage)
+    proto.name = f"gpsnet_{variant}_{'train' if train else 'test'}" + (f"_{stage}" if stage else "")
     return str(proto)
 
 
-def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool) -> str:
+def train_net_file(stage: str | None) -> str:
+    """A variant's train prototxt's name in its folder (a stage's: ``train_<stage>.prototxt``)."""
+    return f"train_{stage}.prototxt" if stage else "train.prototxt"
+
+
+def solver_file(stage: str | None) -> str:
+    return f"solver_{stage}.prototxt" if stage else "solver.prototxt"
+
+
+def snapshot_name(variant: str, stage: str | None) -> str:
+    """The snapshots' file-name prefix of a variant's (stage's) training."""
+    return f"{variant}_{stage}" if stage else variant
+
+
+def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool,
+                   stage: str | None = None) -> str:
     """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
     when it exists, else the builder."""
     if net:
         return read_net_prototxt(Path(net))
-    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / ("train.prototxt" if train else "test.prototxt")
+    if stage is not None:
+        spec_of(variant).stage(stage)   # (named when unknown)
+    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / (train_net_file(stage) if train else "test.prototxt")
     if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
         return committed.read_text()
-    return net_text(variant, cfg, train)
+    return net_text(variant, cfg, train, stage)
 
 
 def read_net_prototxt(path: Path) -> str:
@@ -663,13 +801,14 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
         cfg = NetConfig.small() if small else NetConfig.full()
         for variant in VARIANTS:
             d = variant_dir(out, variant, small)
-            files[d / "train.prototxt"] = net_text(variant, cfg, True)
-            files[d / "test.prototxt"] = net_text(variant, cfg, False)
             rel = variant_dir(Path("prototxt"), variant, small)   # paths from the repository root
-            snap = Path("snapshots") / ("small" if small else ".") / variant / variant
             schedule, max_iter = SCHEDULE_OF_SETTING["small" if small else "full"]
-            files[d / "solver.prototxt"] = solver_text(str(rel / "train.prototxt"), str(snap).replace("/./", "/"),
-                                                       schedule, max_iter)
+            for stage in spec_of(variant).train_stages:
+                files[d / train_net_file(stage)] = net_text(variant, cfg, True, stage)
+                snap = Path("snapshots") / ("small" if small else ".") / variant / snapshot_name(variant, stage)
+                files[d / solver_file(stage)] = solver_text(str(rel / train_net_file(stage)),
+                                                            str(snap).replace("/./", "/"), schedule, max_iter)
+            files[d / "test.prototxt"] = net_text(variant, cfg, False)
             files[d / "config.json"] = json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n"
     return files
 
@@ -686,7 +825,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpsnet build-nets: {out}: no such folder", file=sys.stderr)
         return 1
     stale = []
-    for path, text in expected_files(out).items():
+    expected = expected_files(out)
+    for folder in {path.parent for path in expected}:   # files the builder no longer writes
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if path.is_file() and path not in expected:
+                if args.check:
+                    stale.append(f"{path} (not written by the builder: remove it)")
+                else:
+                    path.unlink()
+                    print(f"removed {path}")
+    for path, text in expected.items():
         if args.check:
             if not path.is_file() or path.read_text() != text:
                 stale.append(str(path))

@@ -4,9 +4,10 @@
 ``--weights`` copies layers by name, so a VGG-16 or DeepLab model alone reaches only the backbone. This
 command maps the source onto every layer of the variant that has a VGG counterpart:
 
-- ``conv1_1 ... conv5_3`` -> the backbone, and ``par_conv*`` (Det.+Par.'s own parser backbone);
-- ``fc6`` / ``fc7`` -> every ASPP branch ``{,loc_,par_}fc6_i`` / ``fc7_i`` (global, local, Det.+Par.
-  parser); from an ImageNet model by DeepLab-LargeFOV's reduction (7x7x4096 -> 3x3x1024: every 4th
+- ``conv1_1 ... conv5_3`` -> the backbone, ``par_conv*`` (Det.+Par.'s own parser backbone) and
+  ``glo_conv*`` (Ins.+Glo.'s global parser net's own backbone);
+- ``fc6`` / ``fc7`` -> every ASPP branch ``{,loc_,par_,glo_}fc6_i`` / ``fc7_i`` (global, local,
+  Det.+Par. parser, Ins.+Glo. global parser net); from an ImageNet model by DeepLab-LargeFOV's reduction (7x7x4096 -> 3x3x1024: every 4th
   filter, kernel taps 0, 3, 6), from a DeepLab-LargeFOV model as is, from a DeepLab-v2 ASPP model
   branch by branch (``fc6_i`` / ``fc7_i``);
 - ImageNet ``fc6`` / ``fc7`` -> the box head ``fc6_box`` / ``fc7_box`` (Faster R-CNN's use of them on
@@ -31,15 +32,18 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet.nets.builder import SETTINGS, NetConfig, net_text, setting, setting_name, variants
+from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
+                                 setting, setting_name, variants)
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
 PARAM_CANVAS = 65
 # The 7x7 pool5 grid the ImageNet fc6 reads (VGG-16 at 224 px); fc6 is stored as (4096, 512 * 7 * 7).
 VGG_FC6_GRID = 7
-PARSER_PREFIXES = ("", "loc_", "par_")          # global ASPP, local parser, Det.+Par. parser
-BACKBONE_PREFIXES = ("", "par_")                # backbone, Det.+Par. parser's own backbone
+# ASPP branches: global parser, local parser, Det.+Par.'s parser, Ins.+Glo.'s global parser net
+PARSER_PREFIXES = ("", LOCAL_PREFIX, PARSER_PREFIX, GLOBAL_NET_PREFIX)
+# VGG-16 backbones: the shared one, Det.+Par.'s parser's own, Ins.+Glo.'s global parser net's own
+BACKBONE_PREFIXES = ("", PARSER_PREFIX, GLOBAL_NET_PREFIX)
 BOX_HEAD = {"fc6_box": "fc6", "fc7_box": "fc7"}
 CONV_RE = re.compile(r"^conv\d_\d$")
 ASPP_RE = re.compile(r"^(fc[67])_(\d+)$")
