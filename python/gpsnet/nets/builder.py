@@ -312,9 +312,9 @@ def backbone_strides(feat_stride: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = ""):
+def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = "", pool5: bool = True):
     """DeepLab-v2 VGG-16 at output stride ``cfg.feat_stride`` (8: pool4 / pool5 stride 1, conv5
-    dilation 2). Returns (conv5_3, pool5).
+    dilation 2). Returns (conv5_3, pool5); ``pool5=False``: no pool5 (a net that only reads conv5_3).
 
     Random init: MSRA, except conv1_1 (gaussian, std 0.003) whose input is mean-subtracted pixels
     (std ~60): its outputs start at unit scale, so training from scratch does not diverge."""
@@ -325,8 +325,9 @@ def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = ""):
             x = _conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=dilation,
                       std=0.003 if (block, r) == (1, 1) else None, bn=_bn(cfg))
         conv = x
-        x = _pool(n, f"{prefix}pool{block}", x, stride=pool_stride)
-    return conv, x
+        if block < 5 or pool5:
+            x = _pool(n, f"{prefix}pool{block}", x, stride=pool_stride)
+    return conv, x if pool5 else None
 
 
 def aspp(n, prefix: str, bottom, cfg: NetConfig, train: bool, nout: int = NUM_CLASSES):
@@ -607,7 +608,7 @@ def _build_det_par(n, cfg: NetConfig, stage: str | None) -> list[str]:
     are the parser's RoIs, ``DetectionTargetLayer``). The test net (``stage`` None) is the same
     chain on every detected person. Returns the layers to freeze."""
     L, _ = _caffe()
-    conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
+    conv5_3, _ = vgg16_deeplab(n, n.data, cfg, pool5=False)
     if stage == "det":
         detector(n, conv5_3, cfg, True, mask_outputs=False)
         _silence(n, "label_s8", "gt_masks")
@@ -652,7 +653,7 @@ def _build_ins_glo(n, cfg: NetConfig, stage: str | None) -> None:
         else:
             n.global_prob = L.Softmax(glob)
     if stage in (None, "ins"):
-        conv5_3, _ = vgg16_deeplab(n, n.data, cfg)
+        conv5_3, _ = vgg16_deeplab(n, n.data, cfg, pool5=False)
         detector(n, conv5_3, cfg, train)
         _mask_head(n, conv5_3, n.mask_rois if train else n.person_rois, cfg, train)
         if train:
