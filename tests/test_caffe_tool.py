@@ -87,3 +87,27 @@ def test_caffe_train_says_when_the_snapshot_folder_cannot_be_made(user_root, tmp
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert f"cannot make the snapshot folder {blocker}/sub" in out.stderr
+
+
+def test_caffe_train_runs_the_two_stages_of_det_par(user_root, tmp_path):
+    """The baseline trained as the paper builds it, with the committed stage solvers: the detector,
+    then the parser from the detector's weights (`-weights`), the detector left as it was."""
+    import numpy as np
+    from gpsnet.weights import read_net_param
+    models = {}
+    for stage, start in (("det", None), ("par", "det")):
+        committed = (ROOT / f"prototxt/small/det_par/solver_{stage}.prototxt").read_text()
+        solver = tmp_path / f"solver_{stage}.prototxt"   # the committed solver, 2 iterations
+        solver.write_text(re.sub(r"max_iter: \d+", "max_iter: 2", committed))
+        cmd = [str(CAFFE), "train", "-solver", str(solver)] + (["-weights", str(models[start])] if start else [])
+        out = subprocess.run(cmd, cwd=user_root, env=_env(), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        models[stage] = user_root / "snapshots" / "small" / "det_par" / f"det_par_{stage}_iter_2.caffemodel"
+        assert models[stage].is_file(), out.stderr[-3000:]
+    outputs = set(re.findall(r"Train net output #\d+: (\w+) =", out.stderr))
+    assert outputs == {"loss_parse"}, outputs   # the parser's loss only: the detector is frozen, as at test
+    blobs = {stage: {layer.name: [np.array(b.data) for b in layer.blobs]
+                     for layer in read_net_param(path).layer if layer.blobs} for stage, path in models.items()}
+    for name, det in blobs["det"].items():
+        for a, b in zip(det, blobs["par"][name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)

@@ -148,6 +148,21 @@ def test_imagenet_source_fills_every_backbone_like_layer_of_det_par(sources, tmp
     assert f"left   {norms} BatchNorm / Scale layers (conv1_1_bn, ...)" in report
 
 
+def test_ins_glo_gets_vgg_in_both_of_its_nets(sources, tmp_path):
+    """Ins.+Glo. is two nets (docs/nets.md "The baselines"): the instance net's backbone and the
+    global parser net's own backbone and ASPP (prefix glo_) are both filled."""
+    out = tmp_path / "init.caffemodel"
+    filled, _ = iw.init_weights(sources["deeplab-aspp"], "ins_glo", TINY, out, log=lambda *_: None)
+    src = _source_arrays(sources["deeplab-aspp"])
+    got = _written(out, "ins_glo")
+    step = _ch(1024) // TINY.ch(TINY.fc_channels)
+    for prefix in ("", "glo_"):
+        np.testing.assert_array_equal(got[prefix + "conv5_3"][0], src["conv5_3"][0])
+    for i in range(1, len(TINY.dilations) + 1):
+        np.testing.assert_array_equal(got[f"glo_fc6_{i}"][0], src[f"fc6_{i}"][0][::step])
+    assert {"glo_conv1_1", "conv1_1", "glo_fc7_1"} <= {f.target for f in filled}
+
+
 @pytest.mark.parametrize("kind", ["deeplab-largefov", "deeplab-aspp"])
 def test_deeplab_sources_fill_global_and_local_aspp(sources, tmp_path, kind):
     out = tmp_path / "init.caffemodel"
