@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="ad_fuse")
+    ap.add_argument("--stage", help="a stage's train net (det_par: det, par; ins_glo: glo, ins)")
     ap.add_argument("--setting", default="full", choices=("full", "small", "tiny"))
     ap.add_argument("--data", type=Path, help="GPS-layout root (default: synthetic, --num images)")
     ap.add_argument("--num", type=int, default=40)
@@ -40,7 +41,7 @@ def main() -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from gpsnet.device import loaded_cudart, use_device
-    from gpsnet.nets.builder import setting, solver_text
+    from gpsnet.nets.builder import Schedule, setting, solver_text
     from gpsnet.train import ensure_synthetic, net_param_text, patch_data_layer
     use_device(caffe, args.gpu)
     cudart = ctypes.CDLL(loaded_cudart()) if args.gpu is not None else None
@@ -50,11 +51,11 @@ def main() -> int:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"profile-{args.setting}-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     net_path = work / "train.prototxt"
-    net_path.write_text(patch_data_layer(net_param_text(args.variant, cfg, True, None, args.setting == "small"),
+    net_path.write_text(patch_data_layer(net_param_text(args.variant, cfg, True, None, args.setting == "small", args.stage),
                                          root.resolve(), 0))
     solver_path = work / "solver.prototxt"
-    solver_path.write_text(solver_text(str(net_path), str(work / "snap"), max_iter=10 ** 6, snapshot=0, seed=0,
-                                       base_lr=args.lr, solver_type=args.solver, lr_policy="step"))
+    solver_path.write_text(solver_text(str(net_path), str(work / "snap"), Schedule(args.solver, args.lr, "step"),
+                                       max_iter=10 ** 6, snapshot=0, seed=0))
     caffe.set_random_seed(0)
     t0 = time.time()
     solver = caffe.get_solver(str(solver_path))
