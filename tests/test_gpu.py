@@ -182,3 +182,18 @@ def test_a_made_pack_holds_a_pycaffe_free_of_python_311(tmp_path):
     manifest = (tmp_path / "MANIFEST").read_text()
     assert manifest.startswith("python 312\n")
     assert "./lib/libboost_python312.so.1.74.0" in manifest
+
+
+@pytest.mark.parametrize("variant, stage", [("ad_fuse", None), ("det_par", "par")])
+def test_profile_script_runs_on_the_cpu(tmp_path, data_root, variant, stage):
+    """scripts/gpu/profile_train.py (the device's profiler) on the tiny setting without --gpu: it once
+    broke unseen when solver_text's arguments changed, so its CPU path is run here."""
+    pytest.importorskip("caffe")
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu" / "profile_train.py"), "--variant", variant, "--setting", "tiny",
+           "--data", str(data_root), "--warmup", "1", "--iters", "2", "--layer-iters", "1", "--out", str(out),
+           *(["--stage", stage] if stage else [])]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, GLOG_minloglevel="2"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["variant"] == variant and result["setting"] == "tiny"
