@@ -120,3 +120,23 @@ def test_cells_anchors_and_upsampling_share_the_cell_positions():
     f = linear_features(stride)[0]
     up = upsample_s8(f, SIZE, SIZE, stride)
     np.testing.assert_allclose(up[0, 0, :SIZE - stride], np.arange(SIZE - stride), atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["ad_fuse", "det_par"])
+def test_every_roi_align_family_layer_follows_the_convention_unless_told(variant):
+    """Every RoIAlign-family layer of the nets reads RoIs as pixel indices (aligned: false); only
+    NetConfig.roi_aligned (kept to measure the old nets' half-cell offset) turns them all."""
+    from dataclasses import replace
+    from gpsnet.nets.builder import build
+    kinds = ("RoIAlign", "AdjustedRoIAlign")
+
+    def aligned(cfg, train, stage=None):
+        proto = build(variant, cfg, train, stage)
+        return [(layer.roi_align_param if layer.type == "RoIAlign" else layer.adjusted_roi_align_param).aligned
+                for layer in proto.layer if layer.type in kinds]
+
+    stage = "par" if variant == "det_par" else None
+    for train in (True, False):
+        assert aligned(NetConfig.tiny(), train, stage if train else None) and \
+            not any(aligned(NetConfig.tiny(), train, stage if train else None))
+        assert all(aligned(replace(NetConfig.tiny(), roi_aligned=True), train, stage if train else None))

@@ -60,8 +60,10 @@ def feature_cells(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def roi_align_param(pooled: int, stride: int, sampling_ratio: int = ROI_SAMPLING_RATIO) -> dict[str, Any]:
+def roi_align_param(pooled: int, stride: int, sampling_ratio: int = ROI_SAMPLING_RATIO,
+                    aligned: bool = ROI_ALIGNED) -> dict[str, Any]:
     """The ``roi_align_param`` of every RoIAlign-family layer on a stride-``stride`` map
-    (``NetConfig.sampling_ratio`` samples per bin and axis; 0: adaptive)."""
+    (``NetConfig.sampling_ratio`` samples per bin and axis; 0: adaptive). ``aligned=True`` is not
+    this module's convention (``NetConfig.roi_aligned``: only to measure what the offset costs)."""
     return dict(pooled_h=pooled, pooled_w=pooled, spatial_scale=1.0 / stride,
-                sampling_ratio=sampling_ratio, aligned=ROI_ALIGNED)
+                sampling_ratio=sampling_ratio, aligned=aligned)

@@ -17,7 +17,7 @@ from typing import Any
 
 from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.batch import DEEPLAB_MEAN_BGR
-from gpsnet.geometry import ROI_SAMPLING_RATIO, roi_align_param
+from gpsnet.geometry import ROI_ALIGNED, ROI_SAMPLING_RATIO, roi_align_param
 
 DEFAULT_DATA_ROOT = "data/synthetic"
 REPO_ROOT = Path(__file__).resolve().parents[3]   # the committed prototxt/ lives here
@@ -185,6 +185,10 @@ class NetConfig:
     face_x: float = 0.5                       # where AdjustedRoIAlign puts the major face in the
     face_y: float = 0.2                       # adjusted box: "a fixed relative position" (paper; DESIGN.md 4)
     sampling_ratio: int = ROI_SAMPLING_RATIO  # RoIAlign-family samples per bin and axis (0: adaptive)
+    # RoIAlign-family `aligned`: False is the one pixel convention (gpsnet.geometry); True reads every
+    # RoI half a feature cell before the pixel its labels and the paste-back use (the nets before the
+    # convention was fixed), kept only to measure that offset (docs/ablation.md "The pixel convention").
+    roi_aligned: bool = ROI_ALIGNED
     mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR   # subtracted by the data layer and inference
     data_root: str = DEFAULT_DATA_ROOT
     seed: int = 0
@@ -374,11 +378,15 @@ def _parse_loss(n, bottom, label, cfg: NetConfig):
                           propagate_down=[True, False, False])
 
 
+def _roi_param(pooled: int, cfg: NetConfig) -> dict[str, Any]:
+    """The roi_align_param of a RoIAlign-family layer on the backbone's maps (gpsnet.geometry)."""
+    return roi_align_param(pooled, cfg.feat_stride, cfg.sampling_ratio, cfg.roi_aligned)
+
+
 def _roi_align(features, rois, pooled: int, cfg: NetConfig):
     """RoIAlign of the nets' feature maps in the one pixel convention (gpsnet.geometry)."""
     L, _ = _caffe()
-    return L.RoIAlign(features, rois, roi_align_param=roi_align_param(pooled, cfg.feat_stride, cfg.sampling_ratio),
-                      propagate_down=[True, False])
+    return L.RoIAlign(features, rois, roi_align_param=_roi_param(pooled, cfg), propagate_down=[True, False])
 
 
 def _anchor_params(cfg: NetConfig) -> dict[str, Any]:
@@ -549,7 +557,7 @@ def _build_joint(n, spec: VariantSpec, cfg: NetConfig, train: bool) -> None:
                 face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
-            adjusted_roi_align_param=dict(roi_align_param(p, cfg.feat_stride, cfg.sampling_ratio), face_x=cfg.face_x,
+            adjusted_roi_align_param=dict(_roi_param(p, cfg), face_x=cfg.face_x,
                                           face_y=cfg.face_y))
     else:
         n.local_feat = _roi_align(conv5_3, rois, p, cfg)
@@ -624,7 +632,7 @@ def _build_det_par(n, cfg: NetConfig, stage: str | None) -> list[str]:
         _silence(n, "label_s8", "gt_faces", "person_scores", "face_rois", "face_scores")
         rois = n.mask_rois
     crop = cfg.feat_stride * (cfg.pooled - 1) + 1
-    n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=dict(roi_align_param(crop, 1), sampling_ratio=1),
+    n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=roi_align_param(crop, 1, 1, cfg.roi_aligned),
                                propagate_down=[False, False])
     _, par_pool5 = vgg16_deeplab(n, n.person_crop, cfg, prefix=PARSER_PREFIX)
     score = aspp(n, PARSER_PREFIX, par_pool5, cfg, train=stage is not None)
