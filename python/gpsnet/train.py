@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 SETTINGS, learning_rate, net_param_text, read_net_prototxt, setting, setting_name,
-                                 solver_text,
-                                 variants)
+                                 SETTINGS, add_set_arg, learning_rate, net_param_text, override, read_net_prototxt,
+                                 setting, setting_name, solver_text, variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
@@ -235,6 +234,7 @@ class TrainOptions:
     eval_split: str = "val"
     eval_limit: int = 0
     test_net: str | None = None         # the learning curve's test prototxt (with net)
+    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
 
     def with_schedule(self, schedule: Schedule) -> "TrainOptions":
         return replace(self, solver=schedule.solver, lr=schedule.base_lr, lr_policy=schedule.lr_policy)
@@ -272,6 +272,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--eval-limit", type=int, default=d.eval_limit,
                     help="learning curve: at most N images of the split (0: all)")
     ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
+    add_set_arg(ap)
     return TrainOptions(**vars(ap.parse_args(argv)))
 
 
@@ -464,14 +465,15 @@ def stop_requests() -> Iterator[list[int]]:
 
 def train(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
-    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``);
+    ``args.overrides`` (``--set``) apply on top of either.
     A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
+    name = setting_name(args.setting, args.small)
+    cfg = override(cfg or setting(name), args.overrides)   # a bad --set fails before anything starts
     import caffe
     from gpsnet.device import use_device
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    name = setting_name(args.setting, args.small)
-    cfg = cfg or setting(name)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
     if out.exists() and not out.is_dir():
