@@ -207,3 +207,24 @@ def test_detection_pass_adds_no_gradient(mode, data_root, tmp_path):
     finally:
         train_mod.close_net(ref)
         train_mod.close_net(net)
+
+
+@needs_fork
+@pytest.mark.parametrize("mode", ["detected", "mix"])
+def test_same_initial_weights_as_with_ground_truth_faces(mode, data_root, tmp_path):
+    """The detection pass draws nothing from Caffe's RNG (its layers' weights are the training
+    head's): with the same seed, every layer starts as in the ground-truth-face net, so the face
+    source is the only difference of a measured run."""
+    from gpsnet import train as train_mod
+    caffe.set_random_seed(5)
+    ref = _net("gt", data_root, tmp_path)
+    caffe.set_random_seed(5)
+    net = _net(mode, data_root, tmp_path)
+    try:
+        assert set(ref.params) < set(net.params)
+        for name, blobs in ref.params.items():
+            for a, b in zip(blobs, net.params[name]):
+                np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+    finally:
+        train_mod.close_net(ref)
+        train_mod.close_net(net)

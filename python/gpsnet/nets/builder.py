@@ -317,6 +317,8 @@ def _fc(n, name: str, bottom, nout: int, relu: bool, std: float | None = None, s
     of its own: the owner's apply; Caffe rejects a follower whose lr_mult differs)."""
     L, _ = _caffe()
     filler = dict(type="gaussian", std=std) if std is not None else dict(type="xavier")
+    if follow:   # its weights are the owner's: a constant filler draws nothing from Caffe's RNG, so
+        filler = dict(type="constant", value=0)   # every other layer starts as without this one
     param = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
     if share:
         param = [dict(name=f"{share}_w"), dict(name=f"{share}_b")] if follow else \
