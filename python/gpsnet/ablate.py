@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpsnet import train
-from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, spec_of, table_order, variants
+from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, spec_of, table_order, variants
 
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
                                         ("AP0.8", "0.8"))
@@ -37,11 +37,12 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
     t0 = time.time()
     result = train.train(train.TrainOptions(
         variant=variant, setting=args.setting, data=root, iters=args.iters, out=folder / "run", seed=seed,
-        display=100, overwrite=True, weights=args.weights or None).with_schedule(train.schedule_of(args)))
+        display=100, overwrite=True, weights=args.weights or None, overrides=args.overrides,
+    ).with_schedule(train.schedule_of(args)))
     t_train = time.time() - t0
     rc = evaluate_net.run(evaluate_net.EvalOptions(
         variant=variant, setting=args.setting, weights=str(result["snapshot"]), data=root, split=args.split,
-        out=folder / "eval", overlays=args.overlays))
+        out=folder / "eval", overlays=args.overlays, overrides=args.overrides))
     if rc != 0:
         raise RuntimeError(f"evaluation of {variant} seed {seed} failed")
     res = json.loads(result_file.read_text())
@@ -179,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at the same time, each in its own process with one BLAS thread "
                          "(2 on a 2-core machine roughly doubles the throughput)")
+    add_set_arg(ap)
     args = ap.parse_args(argv)
-    from gpsnet.nets.builder import setting
+    from gpsnet.nets.builder import override, setting
     try:
+        override(setting(args.setting), args.overrides)   # a bad --set fails before any run
         root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)
         jobs = [(v, s) for s in args.seeds for v in args.variants]
         for item in args.extra_seeds:
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "ablation.md").write_text(markdown(summary))
             (args.out / "ablation.json").write_text(json.dumps(
                 {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
-                 "lr_policy": args.lr_policy, "seeds": sorted({s for _, s in jobs}),
+                 "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
                  "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
             bar_chart(summary, args.out / "ablation.png")
     except train.TrainingStopped as err:   # finished (variant, seed) runs stay: a rerun resumes

@@ -21,7 +21,8 @@ import numpy as np
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import SETTINGS, NetConfig, net_param_text, setting, setting_name, spec_of, variants
+from gpsnet.nets.builder import (SETTINGS, NetConfig, add_set_arg, net_param_text, override, setting, setting_name, spec_of,
+                                 variants)
 from gpsnet.weights import load_weights, weight_files
 
 @dataclass
@@ -309,6 +310,7 @@ class PredictOptions:
     score_thresh: float = 0.0           # drop persons scoring below (0: AP ranks every detection)
     limit: int = 0                      # at most N images of a split (0: all)
     flip: bool = False                  # the flip test
+    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
@@ -325,11 +327,13 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--flip", action="store_true",
                     help="flip test: also parse the mirrored image (with the mirrored persons), average "
                          "the probabilities with left/right parts swapped back")
+    add_set_arg(ap)
 
 
 def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
     name = setting_name(args.setting, args.small)
-    return Predictor(args.variant, args.weights, setting(name), net=args.net, small=name == "small",
+    cfg = override(setting(name), getattr(args, "overrides", None))
+    return Predictor(args.variant, args.weights, cfg, net=args.net, small=name == "small",
                      gpu=args.gpu, score_thresh=args.score_thresh, flip=args.flip)
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 SETTINGS, learning_rate, net_param_text, read_net_prototxt, setting, setting_name,
-                                 snapshot_name, solver_text, spec_of, variants)
+                                 SETTINGS, add_set_arg, learning_rate, net_param_text, override, read_net_prototxt,
+                                 setting, setting_name, snapshot_name, solver_text, spec_of, variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
@@ -242,6 +242,7 @@ class TrainOptions:
     eval_split: str = "val"
     eval_limit: int = 0
     test_net: str | None = None         # the learning curve's test prototxt (with net)
+    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
 
     def with_schedule(self, schedule: Schedule) -> "TrainOptions":
         return replace(self, solver=schedule.solver, lr=schedule.base_lr, lr_policy=schedule.lr_policy)
@@ -282,6 +283,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--eval-limit", type=int, default=d.eval_limit,
                     help="learning curve: at most N images of the split (0: all)")
     ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
+    add_set_arg(ap)
     return TrainOptions(**vars(ap.parse_args(argv)))
 
 
@@ -486,12 +488,15 @@ def run_folder(args: TrainOptions, name: str) -> Path:
 def train(args: TrainOptions, cfg: NetConfig | None = None,
           curve_weights: list[Path] | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
-    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``).
+    learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``);
+    ``args.overrides`` (``--set``) apply on top of either.
     A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good).
     A variant trained in stages, without ``--stage`` or ``--net``: ``train_stages``.
     ``curve_weights``: the learning curve's weights of the test net's layers the train net lacks
     (default: ``--weights``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
+    name = setting_name(args.setting, args.small)
+    cfg = override(cfg or setting(name), args.overrides)   # a bad --set fails before anything starts
     import caffe
     from gpsnet.device import use_device
     from gpsnet.weights import weight_files
@@ -501,8 +506,6 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
         spec.stage(args.stage)      # (an unknown stage is named with the variant's stages)
     elif spec.stages and not args.net:
         return train_stages(args, cfg)
-    name = setting_name(args.setting, args.small)
-    cfg = cfg or setting(name)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = run_folder(args, name)
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
@@ -668,7 +671,7 @@ def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, 
                          "same command again to continue (finished stages are kept, an interrupted one resumes "
                          "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
     name = setting_name(args.setting, args.small)
-    cfg = cfg or setting(name)
+    cfg = override(cfg or setting(name), args.overrides)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = run_folder(args, name)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)

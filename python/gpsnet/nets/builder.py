@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+import typing
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,9 @@ del _spec
 VARIANTS: tuple[str, ...] = variants()   # the built-in ones: the committed prototxt/ folders
 
 
+TRAIN_FACES: tuple[str, ...] = ("gt", "detected", "mix")   # NetConfig.train_faces
+
+
 @dataclass(frozen=True)
 class NetConfig:
     """Everything that differs between the full and the small setting."""
@@ -178,6 +182,13 @@ class NetConfig:
     # Test nets: a detected face scoring below this never becomes a person's major face while one
     # at or above it lies in the person RoI (FaceMajoritySelect's score_threshold; docs/nets.md).
     face_score_thresh: float = 0.5
+    # Train nets of the adjusted variants: the faces FaceMajoritySelect adjusts the person RoIs around
+    # (docs/nets.md "The face choice at test"): "gt" the ground-truth faces (the paper's rule: the
+    # largest inside wins), "detected" the detector's own faces of the same step (the box head re-run
+    # on the RPN proposals with the training weights, shared and without gradient, then the test nets'
+    # rule with face_score_thresh), "mix" the ground-truth major face where the RoI holds one, else
+    # the detected one.
+    train_faces: str = "gt"
     det_nms: float = 0.4
     max_persons: int = 30
     batch_size: int = 2
@@ -232,6 +243,66 @@ class NetConfig:
             raise ValueError(f"size must be 8k + 1, got {self.size}")
         if not (0 < self.face_x < 1 and 0 < self.face_y < 1):
             raise ValueError(f"face position must lie inside the box, got ({self.face_x}, {self.face_y})")
+        if self.train_faces not in TRAIN_FACES:
+            raise ValueError(f"train_faces must be one of {', '.join(TRAIN_FACES)}, got {self.train_faces!r}")
+
+
+def _convert(key: str, kind: Any, text: str) -> Any:
+    """``text`` as a value of the type ``kind`` (a NetConfig field's: bool, int, float, str or a
+    tuple of them, written comma-separated)."""
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            types = [args[0]] * len(parts)
+        elif len(parts) != len(args):
+            raise ValueError(f"--set {key}={text}: expected {len(args)} comma-separated values")
+        else:
+            types = list(args)
+        return tuple(_convert(key, t, p) for t, p in zip(types, parts))
+    if kind is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {key}={text}: expected a boolean (true/false)")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
+    return text
+
+
+def add_set_arg(ap: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a NetConfig field of the setting replaced (``builder.override``)."""
+    ap.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                    help="replace a NetConfig field of the setting, e.g. --set train_faces=detected "
+                         "(repeatable; the value converted by the field's type, tuples comma-separated; "
+                         "the nets are then built, not read from prototxt/)")
+
+
+def override(cfg: "NetConfig", items: list[str] | tuple[str, ...] | None) -> "NetConfig":
+    """``cfg`` with the command line's ``--set KEY=VALUE`` items applied (each VALUE converted by the
+    field's type, tuples comma-separated); ``ValueError`` naming an unknown key or a bad value."""
+    if not items:
+        return cfg
+    hints = typing.get_type_hints(NetConfig)
+    names = [f.name for f in fields(NetConfig)]
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        if key not in hints or key not in names:
+            raise ValueError(f"--set {item}: unknown key {key!r}; NetConfig's fields: {', '.join(names)}")
+        changes[key] = _convert(key, hints[key], text)
+    try:
+        return replace(cfg, **changes)
+    except ValueError as err:
+        raise ValueError(f"--set {' '.join(items)}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -281,12 +352,21 @@ def _conv(n, name: str, bottom, nout: int, ks: int = 3, pad: int | None = None, 
     return layer
 
 
-def _fc(n, name: str, bottom, nout: int, relu: bool, std: float | None = None):
+def _fc(n, name: str, bottom, nout: int, relu: bool, std: float | None = None, share: str | None = None,
+        follow: bool = False):
+    """InnerProduct (+ ReLU). ``share``: its weight and bias are the Caffe-shared params
+    ``<share>_w`` / ``<share>_b``; ``follow``: this layer only reads them (no lr_mult or decay_mult
+    of its own: the owner's apply; Caffe rejects a follower whose lr_mult differs)."""
     L, _ = _caffe()
     filler = dict(type="gaussian", std=std) if std is not None else dict(type="xavier")
+    if follow:   # its weights are the owner's: a constant filler draws nothing from Caffe's RNG, so
+        filler = dict(type="constant", value=0)   # every other layer starts as without this one
+    param = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
+    if share:
+        param = [dict(name=f"{share}_w"), dict(name=f"{share}_b")] if follow else \
+            [dict(p, name=f"{share}_{k}") for p, k in zip(param, "wb")]
     layer = L.InnerProduct(bottom, num_output=nout, weight_filler=filler,
-                           bias_filler=dict(type="constant", value=0),
-                           param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)])
+                           bias_filler=dict(type="constant", value=0), param=param)
     setattr(n, name, layer)
     if relu:
         setattr(n, f"{name}_relu", L.ReLU(layer, in_place=True))
@@ -423,19 +503,32 @@ def rpn(n, conv5_3, cfg: NetConfig, train: bool):
     return n.rpn_rois
 
 
-def box_head(n, conv5_3, rois, cfg: NetConfig):
-    """RoIAlign 7x7 -> fc6_box -> fc7_box -> cls_score (3: bg, person, face), bbox_pred (12)."""
-    n.roi_pool = _roi_align(conv5_3, rois, 7, cfg)
-    x = _fc(n, "fc6_box", n.roi_pool, cfg.ch(cfg.box_fc), relu=True)
-    x = _fc(n, "fc7_box", x, cfg.ch(cfg.box_fc), relu=True)
-    n.cls_score = _fc(n, "cls_score", x, 3, relu=False, std=0.01)
-    n.bbox_pred = _fc(n, "bbox_pred", x, 12, relu=False, std=0.001)
-    return n.cls_score, n.bbox_pred
+BOX_HEAD_FCS: tuple[str, ...] = ("fc6_box", "fc7_box", "cls_score", "bbox_pred")
 
 
-def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True):
+def box_head(n, conv5_3, rois, cfg: NetConfig, shared: bool = False, suffix: str = ""):
+    """RoIAlign 7x7 -> fc6_box -> fc7_box -> cls_score (3: bg, person, face), bbox_pred (12).
+    ``shared``: the fcs' params are named (``<layer>_w``, ``<layer>_b``) so that a second head
+    with ``suffix`` (its layers and blobs ``<name><suffix>``) reads the same weights."""
+    follow = bool(suffix)
+    share = dict(follow=follow) if shared or follow else {}
+    roi_pool = _roi_align(conv5_3, rois, 7, cfg)
+    setattr(n, f"roi_pool{suffix}", roi_pool)
+    outs = []
+    x = roi_pool
+    for name, nout, relu, std in zip(BOX_HEAD_FCS, (cfg.ch(cfg.box_fc), cfg.ch(cfg.box_fc), 3, 12),
+                                     (True, True, False, False), (None, None, 0.01, 0.001)):
+        y = _fc(n, f"{name}{suffix}", x if name != "bbox_pred" else outs[1], nout, relu=relu, std=std,
+                share=name if share else None, **share)
+        outs.append(y)
+        x = y
+    return outs[2], outs[3]
+
+
+def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True, shared_box_head: bool = False):
     """RPN + box head. Train: losses, and the mask RoIs (``mask_rois``, ``mask_gt_index``).
-    Test: ``person_rois``, ``person_scores``, ``face_rois``, ``face_scores``."""
+    Test: ``person_rois``, ``person_scores``, ``face_rois``, ``face_scores``. ``shared_box_head``:
+    the train box head's params are named, for ``detected_faces``."""
     L, _ = _caffe()
     rpn_rois = rpn(n, conv5_3, cfg, train)
     if train:
@@ -446,7 +539,7 @@ def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True)
         n.rois, n.labels, n.bbox_targets, n.bbox_inside_weights, n.bbox_outside_weights = tops[:5]
         if mask_outputs:
             n.mask_rois, n.mask_gt_index = tops[5:]
-        cls_score, bbox_pred = box_head(n, conv5_3, n.rois, cfg)
+        cls_score, bbox_pred = box_head(n, conv5_3, n.rois, cfg, shared=shared_box_head)
         n.loss_cls = _softmax_loss(cls_score, n.labels, ignore=-1)
         n.loss_bbox = _python("smooth_l1_loss", "SmoothL1LossLayer", bbox_pred, n.bbox_targets,
                               n.bbox_inside_weights, n.bbox_outside_weights, params=dict(sigma=1.0),
@@ -458,6 +551,45 @@ def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True)
             "proposal", "DetectionLayer", rpn_rois, n.cls_prob, bbox_pred, n.im_info, ntop=4,
             params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
                         max_persons=cfg.max_persons, max_faces=cfg.max_persons))
+
+
+def detected_faces(n, conv5_3, cfg: NetConfig):
+    """The detector's faces inside a train net, as the test nets get them: the box head re-run on
+    the RPN proposals (``rpn_rois``: unlike the proposal target's ``rois`` they hold no ground-truth
+    box) with the training box head's weights (Caffe-shared params: ``detector(shared_box_head=True)``),
+    Softmax, ``DetectionLayer``. Returns (``det_face_rois``, ``det_face_scores``).
+
+    No gradient flows through it: the DetectionLayer's propagate_down is false for every bottom
+    and its person tops are silenced, so Caffe's Net::Init marks every layer of the second head
+    as needing no backward (a layer whose every top needs no gradient is skipped, and its bottoms
+    need none either) and never runs their Backward: the shared weights get only the gradient of
+    the training head (tests/test_train_faces.py checks it with the branch's diffs filled)."""
+    L, _ = _caffe()
+    cls_score, bbox_pred = box_head(n, conv5_3, n.rpn_rois, cfg, suffix="_det")
+    n.cls_prob_det = L.Softmax(cls_score)
+    (n.det_person_rois, n.det_person_scores, n.det_face_rois, n.det_face_scores) = _python(
+        "proposal", "DetectionLayer", n.rpn_rois, n.cls_prob_det, bbox_pred, n.im_info, ntop=4,
+        params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
+                    max_persons=cfg.max_persons, max_faces=cfg.max_persons),
+        propagate_down=[False] * 4)
+    n.silence_det_persons = L.Silence(n.det_person_rois, n.det_person_scores, ntop=0)
+    return n.det_face_rois, n.det_face_scores
+
+
+def train_major_faces(n, conv5_3, rois, cfg: NetConfig):
+    """The train net's major face of every person RoI by ``cfg.train_faces`` (R x 6)."""
+    L, _ = _caffe()
+    if cfg.train_faces == "gt":   # ground-truth faces: no scores, the largest face inside wins (the paper's rule)
+        return L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+    face_rois, face_scores = detected_faces(n, conv5_3, cfg)
+    detected = L.FaceMajoritySelect(rois, face_rois, face_scores, propagate_down=[False, False, False],
+                                    face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
+    if cfg.train_faces == "detected":
+        return detected
+    n.major_faces_det = detected
+    n.major_faces_gt = L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+    return _python("faces", "MixMajorFacesLayer", n.major_faces_gt, n.major_faces_det,
+                   propagate_down=[False, False])
 
 
 def _inputs(n, cfg: NetConfig, train: bool) -> None:
@@ -544,13 +676,13 @@ def _build_joint(n, spec: VariantSpec, cfg: NetConfig, train: bool) -> None:
             n.loss_global = _parse_loss(n, glob, n.label_s8, cfg)
         else:
             n.global_prob = L.Softmax(glob)
-    detector(n, conv5_3, cfg, train)
+    detector(n, conv5_3, cfg, train, shared_box_head=spec.adjusted and cfg.train_faces != "gt")
     rois = n.mask_rois if train else n.person_rois
     p = cfg.pooled
     adjusted = spec.adjusted
     if adjusted:
-        if train:   # ground-truth faces: no scores, the largest face inside wins (the paper's rule)
-            n.major_faces = L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+        if train:
+            n.major_faces = train_major_faces(n, conv5_3, rois, cfg)
         else:
             n.major_faces = L.FaceMajoritySelect(
                 rois, n.face_rois, n.face_scores, propagate_down=[False, False, False],
