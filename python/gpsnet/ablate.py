@@ -3,7 +3,9 @@
 Trains every variant of the paper's Tables 2-3 (``loc``, ``ad_loc``, ``fuse``, ``ad_fuse``,
 ``det_par``, ``ins_glo``) on the same data with the same budget, seed and solver, evaluates each
 on the same held-out split and writes the table (AP^p at 0.5..0.8, avg.AP, PCP0.5, mIoU, person
-box recall) as ``ablation.md`` and ``ablation.json`` with a bar chart ``ablation.png``.
+box recall) as ``ablation.md`` and ``ablation.json`` with a bar chart ``ablation.png``. The
+baselines train as the paper builds them, two separately trained nets each (``gpsnet train``'s
+stages), each net with the whole ``--iters`` budget.
 
 Resumable: a (variant, seed) whose ``<out>/<variant>-s<seed>/eval/results.json`` exists is not
 trained again, so an interrupted sweep continues where it stopped.
