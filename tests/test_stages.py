@@ -178,6 +178,11 @@ def test_an_interrupted_stage_resumes_when_the_command_runs_again(data_root, tmp
     np.testing.assert_array_equal(merged["mask_score"][0], _blobs(res["stages"]["ins"])["mask_score"][0])
 
 
+def test_a_later_stage_without_weights_is_warned(data_root, tmp_path, capsys):
+    train_mod.train(_args("det_par", data_root, tmp_path / "par", 1, "--stage", "par"))
+    assert "stage par of det_par starts from stage det's trained weights" in capsys.readouterr().err
+
+
 def test_stage_options_are_checked(data_root, tmp_path):
     with pytest.raises(ValueError, match="no stage 'det'"):
         train_mod.train(_args("ad_fuse", data_root, tmp_path / "a", 2, "--stage", "det"))

@@ -503,7 +503,10 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
     spec = spec_of(args.variant)
     if args.stage is not None:
-        spec.stage(args.stage)      # (an unknown stage is named with the variant's stages)
+        start = spec.stage(args.stage).start_from   # (an unknown stage is named with the variant's stages)
+        if start and not args.weights and not args.resume:
+            print(f"warning: stage {args.stage} of {args.variant} starts from stage {start}'s trained weights and "
+                  f"keeps them frozen; without --weights they stay at their random fillers", file=sys.stderr)
     elif spec.stages and not args.net:
         return train_stages(args, cfg)
     iters = PAPER_MAX_ITER if args.iters is None else args.iters
