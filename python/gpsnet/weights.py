@@ -76,13 +76,33 @@ def _same_shape(saved: tuple[int, ...], net: tuple[int, ...]) -> bool:
     return len(saved) == 4 and len(net) <= 4 and saved == (1,) * (4 - len(net)) + net
 
 
+def _blob_address(blob: Any) -> int:
+    return blob.data.__array_interface__["data"][0]
+
+
+def owned_params(net: Any) -> dict[str, list[Any]]:
+    """``net.params`` without the layers that only read another layer's params (Caffe's sharing by
+    ``param { name: ... }``: the blobs of such a layer are the owner's, same memory), i.e. the
+    layers whose blobs are Caffe's learnable params (the solver's history has one entry per blob)."""
+    seen: set[int] = set()
+    out: dict[str, list[Any]] = {}
+    for name, blobs in net.params.items():
+        addresses = [_blob_address(b) for b in blobs if b.count]
+        if addresses and all(a in seen for a in addresses):
+            continue
+        seen.update(addresses)
+        out[name] = list(blobs)
+    return out
+
+
 def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsReport:
-    """Copy a ``.caffemodel`` into ``net`` by layer name, checked (see the module docstring)."""
+    """Copy a ``.caffemodel`` into ``net`` by layer name, checked (see the module docstring).
+    A layer sharing another's params is filled with its owner (not counted, never "left")."""
     path = Path(path)
     param = read_net_param(path)
     saved = {layer.name: [_blob_shape(b) for b in layer.blobs]
              for layer in [*param.layer, *param.layers] if layer.blobs}
-    learnable = list(net.params.keys())
+    learnable = list(owned_params(net).keys())
     filled = [name for name in learnable if name in saved]
     left = [name for name in learnable if name not in saved]
     if not filled:
@@ -104,7 +124,7 @@ def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsRepo
 
 def _history_blobs(net: Any, solver_type: str) -> int:
     """The history blobs Caffe's solver keeps: one per learnable blob (SGD), two (Adam)."""
-    return sum(len(blobs) for blobs in net.params.values()) * (2 if solver_type == "Adam" else 1)
+    return sum(len(blobs) for blobs in owned_params(net).values()) * (2 if solver_type == "Adam" else 1)
 
 
 def resumable_state(path: str | Path, net: Any, solver_type: str, staging: Path) -> Path:

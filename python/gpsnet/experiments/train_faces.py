@@ -5,8 +5,9 @@ small setting's train net built with ``train_faces=mix`` (it holds both the grou
 faces, ``major_faces_gt``, and the detected ones, ``major_faces_det``) forward over training batches
 (augmented, as training sees them) with trained weights, and counts over the person RoIs of the
 local branch (``mask_rois``): those with a ground-truth face, those with a detected face (at or
-above ``face_score_thresh``, or any), and those whose detected major face overlaps the
-ground-truth one (IoU >= 0.5); and the faces per image (ground truth, detected, detected at or
+above ``face_score_thresh``, or any), those whose detected major face overlaps the ground-truth
+one (IoU >= 0.5), those with a detected face and no ground-truth one (where "mix" uses the
+detected face); and the faces per image (ground truth, detected, detected at or
 above the threshold). Prints one JSON object.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ def count(variant: str, weights: str | None, root: Path, batches: int, setting_n
         path = Path(tmp) / "train.prototxt"
         path.write_text(text)
         net = caffe.Net(str(path), caffe.TRAIN)
-    c = dict(rois=0, gt_face=0, det_face=0, det_face_above=0, det_matches_gt=0, images=0, gt_faces=0,
+    c = dict(rois=0, gt_face=0, det_face=0, det_face_above=0, det_matches_gt=0, det_face_no_gt=0, images=0, gt_faces=0,
              det_faces=0, det_faces_above=0)
     try:
         if weights:
@@ -72,6 +73,7 @@ def count(variant: str, weights: str | None, root: Path, batches: int, setting_n
             c["det_face"] += int(has_det.sum())
             c["det_face_above"] += int(above.sum())
             c["det_matches_gt"] += int((_iou(gt[both, 1:5], det[both, 1:5]) >= 0.5).sum())
+            c["det_face_no_gt"] += int((has_det & ~has_gt).sum())
             c["images"] += int(net.blobs["im_info"].data.shape[0])
             c["gt_faces"] += int(net.blobs["gt_faces"].count // 5)
             c["det_faces"] += int(faces.shape[0])
