@@ -18,7 +18,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 # ------------------------------------------------------------------------------------ no pycaffe needed
 def test_train_faces_is_validated():
-    assert NetConfig().train_faces == "gt"
+    assert NetConfig().train_faces == NetConfig.small().train_faces == "gt"   # docs/ablation.md
     for value in TRAIN_FACES:
         assert replace(NetConfig.tiny(), train_faces=value).train_faces == value
     with pytest.raises(ValueError, match="train_faces must be one of gt, detected, mix"):
@@ -110,16 +110,17 @@ def test_each_face_source_trains(mode, data_root, tmp_path):
 
 
 @needs_fork
-def test_gt_train_nets_have_no_detection_pass():
+def test_only_the_adjusted_train_nets_have_a_detection_pass():
     from gpsnet.nets.builder import VARIANTS, net_text, spec_of
+    gt = replace(NetConfig.small(), train_faces="gt")
     for variant in VARIANTS:   # (det_par's parser stage runs its trained detector by design: not a face source)
         if spec_of(variant).stages:
             continue
-        text = net_text(variant, NetConfig.small(), True)
+        text = net_text(variant, gt, True)
         assert "_det\"" not in text and "DetectionLayer" not in text and "fc6_box_w" not in text
-    # a face source of a variant without the adjustment changes nothing
-    assert net_text("loc", replace(NetConfig.tiny(), train_faces="detected"), True) == \
-        net_text("loc", NetConfig.tiny(), True)
+        # a face source changes nothing in a variant without the adjustment
+        detected = replace(NetConfig.small(), train_faces="detected")
+        assert (net_text(variant, detected, True) == text) == (variant not in ("ad_loc", "ad_fuse"))
 
 
 def _rows_of(blob_rows, table):
@@ -227,6 +228,26 @@ def test_same_initial_weights_as_with_ground_truth_faces(mode, data_root, tmp_pa
         for name, blobs in ref.params.items():
             for a, b in zip(blobs, net.params[name]):
                 np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+    finally:
+        train_mod.close_net(ref)
+        train_mod.close_net(net)
+
+
+@needs_fork
+def test_shared_layers_are_not_learnable_params_of_their_own(data_root, tmp_path):
+    """The pass's layers read the training head's blobs: the solver's history and ``--weights``
+    count them once (a gt-face model fills a detected-face net with nothing left at its fillers)."""
+    from gpsnet import train as train_mod
+    from gpsnet.weights import load_weights, owned_params
+    ref = _net("gt", data_root, tmp_path)
+    net = _net("detected", data_root, tmp_path)
+    try:
+        assert list(owned_params(net)) == list(ref.params)
+        ref.params["fc6_box"][0].data[...] = 0.25
+        ref.save(str(tmp_path / "gt.caffemodel"))
+        report = load_weights(net, tmp_path / "gt.caffemodel", quiet=True)
+        assert report.left == [] and len(report.filled) == len(ref.params)
+        assert (net.params["fc6_box_det"][0].data == 0.25).all()
     finally:
         train_mod.close_net(ref)
         train_mod.close_net(net)

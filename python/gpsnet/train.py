@@ -364,10 +364,13 @@ def free_bytes(folder: Path) -> int:
 
 
 def snapshot_bytes(net: Any, solver_type: str) -> int:
-    """An upper bound of a snapshot's size: the weights, plus the solver's history (SGD: one copy,
-    Adam: two), plus 1 MiB of structure."""
+    """An upper bound of a snapshot's size: the weights (every layer's, shared ones included: the
+    .caffemodel holds them per layer), plus the solver's history of the learnable params (SGD: one
+    copy, Adam: two), plus 1 MiB of structure."""
+    from gpsnet.weights import owned_params
     weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
-    return weights * (3 if solver_type == "Adam" else 2) + (1 << 20)
+    history = sum(b.data.nbytes for blobs in owned_params(net).values() for b in blobs)
+    return weights + history * (2 if solver_type == "Adam" else 1) + (1 << 20)
 
 
 class Staging:

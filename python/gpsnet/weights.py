@@ -77,6 +77,25 @@ def _same_shape(saved: tuple[int, ...], net: tuple[int, ...]) -> bool:
     return len(saved) == 4 and len(net) <= 4 and saved == (1,) * (4 - len(net)) + net
 
 
+def _blob_address(blob: Any) -> int:
+    return blob.data.__array_interface__["data"][0]
+
+
+def owned_params(net: Any) -> dict[str, list[Any]]:
+    """``net.params`` without the layers that only read another layer's params (Caffe's sharing by
+    ``param { name: ... }``: the blobs of such a layer are the owner's, same memory), i.e. the
+    layers whose blobs are Caffe's learnable params (the solver's history has one entry per blob)."""
+    seen: set[int] = set()
+    out: dict[str, list[Any]] = {}
+    for name, blobs in net.params.items():
+        addresses = [_blob_address(b) for b in blobs if b.count]
+        if addresses and all(a in seen for a in addresses):
+            continue
+        seen.update(addresses)
+        out[name] = list(blobs)
+    return out
+
+
 def weight_files(spec: str | Path) -> list[Path]:
     """The files of a ``--weights`` value: one path, or several joined by commas (Caffe's
     ``-weights a.caffemodel,b.caffemodel``: copied in turn, a later file's layers replacing an
@@ -89,9 +108,10 @@ def weight_files(spec: str | Path) -> list[Path]:
 
 def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsReport:
     """Copy a ``.caffemodel`` (or several: ``weight_files``) into ``net`` by layer name, checked
-    (see the module docstring)."""
+    (see the module docstring). A layer sharing another's params is filled with its owner (not
+    counted, never "left")."""
     files = weight_files(path)
-    learnable = list(net.params.keys())
+    learnable = list(owned_params(net).keys())
     filled_any: set[str] = set()
     for one in files:
         param = read_net_param(one)
@@ -122,7 +142,7 @@ def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsRepo
 
 def _history_blobs(net: Any, solver_type: str) -> int:
     """The history blobs Caffe's solver keeps: one per learnable blob (SGD), two (Adam)."""
-    return sum(len(blobs) for blobs in net.params.values()) * (2 if solver_type == "Adam" else 1)
+    return sum(len(blobs) for blobs in owned_params(net).values()) * (2 if solver_type == "Adam" else 1)
 
 
 def resumable_state(path: str | Path, net: Any, solver_type: str, staging: Path) -> Path:

@@ -1,12 +1,13 @@
 """How many training person RoIs get a face from each face source (docs/nets.md "The face choice at test").
 
-``scripts/train_face_counts --weights W [--variant ad_fuse] [--batches 50] [--data ROOT]`` runs the
+``scripts/train_face_counts [--weights W] [--variant ad_fuse] [--batches 50] [--data ROOT]`` runs the
 small setting's train net built with ``train_faces=mix`` (it holds both the ground-truth major
 faces, ``major_faces_gt``, and the detected ones, ``major_faces_det``) forward over training batches
 (augmented, as training sees them) with trained weights, and counts over the person RoIs of the
 local branch (``mask_rois``): those with a ground-truth face, those with a detected face (at or
-above ``face_score_thresh``, or any), and those whose detected major face overlaps the
-ground-truth one (IoU >= 0.5); and the faces per image (ground truth, detected, detected at or
+above ``face_score_thresh``, or any), those whose detected major face overlaps the ground-truth
+one (IoU >= 0.5), those with a detected face and no ground-truth one (where "mix" uses the
+detected face); and the faces per image (ground truth, detected, detected at or
 above the threshold). Prints one JSON object.
 """
 from __future__ import annotations
@@ -32,8 +33,11 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def count(variant: str, weights: str, root: Path, batches: int, setting_name: str = "small",
+def count(variant: str, weights: str | None, root: Path, batches: int, setting_name: str = "small",
           seed: int = 0) -> dict:
+    """The counts (see the module docstring); ``weights`` None: the random start of a training run
+    of seed ``seed`` (``train`` seeds Caffe's RNG the same way, and the detection pass draws nothing
+    from it, so every face source starts from these weights)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from gpsnet import train as train_mod
@@ -42,14 +46,16 @@ def count(variant: str, weights: str, root: Path, batches: int, setting_name: st
     cfg = replace(setting(setting_name), train_faces="mix")
     text = train_mod.patch_data_layer(net_text(variant, cfg, True), root.resolve(), seed)
     caffe.set_mode_cpu()
+    caffe.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.prototxt"
         path.write_text(text)
         net = caffe.Net(str(path), caffe.TRAIN)
-    c = dict(rois=0, gt_face=0, det_face=0, det_face_above=0, det_matches_gt=0, images=0, gt_faces=0,
+    c = dict(rois=0, gt_face=0, det_face=0, det_face_above=0, det_matches_gt=0, det_face_no_gt=0, images=0, gt_faces=0,
              det_faces=0, det_faces_above=0)
     try:
-        load_weights(net, weights, quiet=True)
+        if weights:
+            load_weights(net, weights, quiet=True)
         for _ in range(batches):
             net.forward()
             gt = net.blobs["major_faces_gt"].data
@@ -67,19 +73,20 @@ def count(variant: str, weights: str, root: Path, batches: int, setting_name: st
             c["det_face"] += int(has_det.sum())
             c["det_face_above"] += int(above.sum())
             c["det_matches_gt"] += int((_iou(gt[both, 1:5], det[both, 1:5]) >= 0.5).sum())
+            c["det_face_no_gt"] += int((has_det & ~has_gt).sum())
             c["images"] += int(net.blobs["im_info"].data.shape[0])
             c["gt_faces"] += int(net.blobs["gt_faces"].count // 5)
             c["det_faces"] += int(faces.shape[0])
             c["det_faces_above"] += int((scores >= cfg.face_score_thresh).sum())
     finally:
         train_mod.close_net(net)
-    return dict(variant=variant, weights=str(weights), batches=batches,
+    return dict(variant=variant, weights=str(weights) if weights else f"random start, seed {seed}", batches=batches,
                 face_score_thresh=cfg.face_score_thresh, **c)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="train_face_counts", description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True, help="a trained .caffemodel of the variant")
+    ap.add_argument("--weights", help="a trained .caffemodel of the variant (default: the random start of training)")
     ap.add_argument("--variant", default="ad_fuse", choices=("ad_fuse", "ad_loc"))
     ap.add_argument("--data", type=Path, help="data root (default: the ablation's synthetic set)")
     ap.add_argument("--batches", type=int, default=50)
