@@ -183,14 +183,13 @@ class NetConfig:
     # at or above it lies in the person RoI (FaceMajoritySelect's score_threshold; docs/nets.md).
     face_score_thresh: float = 0.5
     # Train nets of the adjusted variants: the faces FaceMajoritySelect adjusts the person RoIs around
-    # (docs/nets.md "The face choice at test"): "detected" (measured best on the held-out split in
-    # docs/ablation.md "The face source of training", not yet the default: the overfit check's AP^p
-    # at 0.5 bar fails with it, docs/ablation.md) the detector's own faces of the same step (the
-    # box head re-run on the RPN proposals with the training weights, shared and without gradient,
-    # then the test nets' rule with face_score_thresh), so training adjusts as the test nets do;
-    # "gt" the ground-truth faces (the largest inside wins; the default); "mix" the
-    # ground-truth major face where the RoI holds one, else the detected one.
-    train_faces: str = "gt"
+    # (docs/nets.md "The face choice at test"): "detected" (the default: measured best on the held-out
+    # split, docs/ablation.md "The face source of training") the detector's own faces of the same step
+    # (the box head re-run on the RPN proposals with the training weights, shared and without
+    # gradient, then the test nets' rule with face_score_thresh), so training adjusts as the test nets
+    # do; "gt" the ground-truth faces (the largest inside wins); "mix" the ground-truth major face
+    # where the RoI holds one, else the detected one.
+    train_faces: str = "detected"
     det_nms: float = 0.4
     max_persons: int = 30
     batch_size: int = 2
