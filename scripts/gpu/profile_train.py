@@ -42,7 +42,7 @@ def main() -> int:
     import caffe
     from gpsnet.device import loaded_cudart, use_device
     from gpsnet.nets.builder import Schedule, setting, solver_text
-    from gpsnet.train import ensure_synthetic, net_param_text, patch_data_layer
+    from gpsnet.train import close_net, ensure_synthetic, net_param_text, patch_data_layer
     use_device(caffe, args.gpu)
     cudart = ctypes.CDLL(loaded_cudart()) if args.gpu is not None else None
     sync = (lambda: cudart.cudaDeviceSynchronize()) if cudart is not None else (lambda: None)
@@ -119,6 +119,7 @@ def main() -> int:
           f"Caffe layers {total_layers - py:.1f} ms, Python layers {py:.1f} ms; GPU: {smi}")
     for kind, ms in list(res["by_kind_ms"].items())[:12]:
         print(f"  {kind:40s} {ms:8.2f} ms")
+    close_net(net)   # the data layer's prefetch thread stops now, not in the interpreter's teardown
     return 0
 
 
