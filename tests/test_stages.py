@@ -116,11 +116,15 @@ def test_build_nets_check_names_a_file_the_builder_no_longer_writes(tmp_path, ca
     assert not (tmp_path / "det_par" / "train.prototxt").exists()
     assert (tmp_path / "det_par" / "train_det.prototxt").is_file() and (tmp_path / "det_par" / "solver_par.prototxt").is_file()
     stray = tmp_path / "det_par" / "train.prototxt"
-    stray.write_text("# the joint net of before\n")
+    stray.write_text('name: "gpsnet_det_par_train"\n# the joint net of before\n')
+    own = tmp_path / "det_par" / "my_ablation.prototxt"   # a user's own net: never flagged, never removed
+    own.write_text('name: "my_det_par"\n')
     capsys.readouterr()
     assert builder.main(["--out", str(tmp_path), "--check"]) == 1
-    assert f"{stray} (not written by the builder: remove it)" in capsys.readouterr().out
+    assert f"{stray} (the builder no longer writes it: remove it)" in capsys.readouterr().out
     assert builder.main(["--out", str(tmp_path)]) == 0 and not stray.exists()
+    assert own.read_text() == 'name: "my_det_par"\n'
+    assert builder.main(["--out", str(tmp_path), "--check"]) == 0
 
 
 # ------------------------------------------------------------------------------------ training

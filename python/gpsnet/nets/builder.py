@@ -512,18 +512,18 @@ def box_head(n, conv5_3, rois, cfg: NetConfig, shared: bool = False, suffix: str
     ``shared``: the fcs' params are named (``<layer>_w``, ``<layer>_b``) so that a second head
     with ``suffix`` (its layers and blobs ``<name><suffix>``) reads the same weights."""
     follow = bool(suffix)
-    share = dict(follow=follow) if shared or follow else {}
+    named = shared or follow
+
+    def fc(name: str, bottom, nout: int, relu: bool, std: float | None = None):
+        return _fc(n, name + suffix, bottom, nout, relu=relu, std=std, share=name if named else None,
+                   follow=follow)
+
     roi_pool = _roi_align(conv5_3, rois, 7, cfg)
     setattr(n, f"roi_pool{suffix}", roi_pool)
-    outs = []
-    x = roi_pool
-    for name, nout, relu, std in zip(BOX_HEAD_FCS, (cfg.ch(cfg.box_fc), cfg.ch(cfg.box_fc), 3, 12),
-                                     (True, True, False, False), (None, None, 0.01, 0.001)):
-        y = _fc(n, f"{name}{suffix}", x if name != "bbox_pred" else outs[1], nout, relu=relu, std=std,
-                share=name if share else None, **share)
-        outs.append(y)
-        x = y
-    return outs[2], outs[3]
+    fc6, fc7, cls, bbox = BOX_HEAD_FCS
+    x = fc(fc6, roi_pool, cfg.ch(cfg.box_fc), relu=True)
+    x = fc(fc7, x, cfg.ch(cfg.box_fc), relu=True)
+    return fc(cls, x, 3, relu=False, std=0.01), fc(bbox, x, 12, relu=False, std=0.001)
 
 
 def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True, shared_box_head: bool = False):
@@ -548,10 +548,26 @@ def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True,
     else:
         cls_score, bbox_pred = box_head(n, conv5_3, rpn_rois, cfg)
         n.cls_prob = L.Softmax(cls_score)
-        n.person_rois, n.person_scores, n.face_rois, n.face_scores = _python(
-            "proposal", "DetectionLayer", rpn_rois, n.cls_prob, bbox_pred, n.im_info, ntop=4,
-            params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
-                        max_persons=cfg.max_persons, max_faces=cfg.max_persons))
+        n.person_rois, n.person_scores, n.face_rois, n.face_scores = _detections(
+            n, rpn_rois, n.cls_prob, bbox_pred, cfg)
+
+
+def _detections(n, rois, cls_prob, bbox_pred, cfg: NetConfig, **kw):
+    """``DetectionLayer``: the box head's persons and faces (rois, scores of each), as at test."""
+    return _python("proposal", "DetectionLayer", rois, cls_prob, bbox_pred, n.im_info, ntop=4,
+                   params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
+                               max_persons=cfg.max_persons, max_faces=cfg.max_persons), **kw)
+
+
+def _major_faces(rois, faces, cfg: NetConfig, scores=None):
+    """``FaceMajoritySelect`` of every RoI: among ground-truth ``faces`` (no scores: the largest
+    inside wins, the paper's rule), or detected ones with ``scores`` (``face_score_thresh``: a face
+    below it never beats one at or above it). No gradient."""
+    L, _ = _caffe()
+    if scores is None:
+        return L.FaceMajoritySelect(rois, faces, propagate_down=[False, False])
+    return L.FaceMajoritySelect(rois, faces, scores, propagate_down=[False, False, False],
+                                face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
 
 
 def detected_faces(n, conv5_3, cfg: NetConfig):
@@ -568,27 +584,22 @@ def detected_faces(n, conv5_3, cfg: NetConfig):
     L, _ = _caffe()
     cls_score, bbox_pred = box_head(n, conv5_3, n.rpn_rois, cfg, suffix="_det")
     n.cls_prob_det = L.Softmax(cls_score)
-    (n.det_person_rois, n.det_person_scores, n.det_face_rois, n.det_face_scores) = _python(
-        "proposal", "DetectionLayer", n.rpn_rois, n.cls_prob_det, bbox_pred, n.im_info, ntop=4,
-        params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
-                    max_persons=cfg.max_persons, max_faces=cfg.max_persons),
-        propagate_down=[False] * 4)
+    (n.det_person_rois, n.det_person_scores, n.det_face_rois, n.det_face_scores) = _detections(
+        n, n.rpn_rois, n.cls_prob_det, bbox_pred, cfg, propagate_down=[False] * 4)
     n.silence_det_persons = L.Silence(n.det_person_rois, n.det_person_scores, ntop=0)
     return n.det_face_rois, n.det_face_scores
 
 
 def train_major_faces(n, conv5_3, rois, cfg: NetConfig):
     """The train net's major face of every person RoI by ``cfg.train_faces`` (R x 6)."""
-    L, _ = _caffe()
-    if cfg.train_faces == "gt":   # ground-truth faces: no scores, the largest face inside wins (the paper's rule)
-        return L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+    if cfg.train_faces == "gt":
+        return _major_faces(rois, n.gt_faces, cfg)
     face_rois, face_scores = detected_faces(n, conv5_3, cfg)
-    detected = L.FaceMajoritySelect(rois, face_rois, face_scores, propagate_down=[False, False, False],
-                                    face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
+    detected = _major_faces(rois, face_rois, cfg, face_scores)
     if cfg.train_faces == "detected":
         return detected
     n.major_faces_det = detected
-    n.major_faces_gt = L.FaceMajoritySelect(rois, n.gt_faces, propagate_down=[False, False])
+    n.major_faces_gt = _major_faces(rois, n.gt_faces, cfg)
     return _python("faces", "MixMajorFacesLayer", n.major_faces_gt, n.major_faces_det,
                    propagate_down=[False, False])
 
@@ -685,9 +696,7 @@ def _build_joint(n, spec: VariantSpec, cfg: NetConfig, train: bool) -> None:
         if train:
             n.major_faces = train_major_faces(n, conv5_3, rois, cfg)
         else:
-            n.major_faces = L.FaceMajoritySelect(
-                rois, n.face_rois, n.face_scores, propagate_down=[False, False, False],
-                face_majority_select_param=dict(score_threshold=cfg.face_score_thresh))
+            n.major_faces = _major_faces(rois, n.face_rois, cfg, n.face_scores)
         n.local_feat, n.adjusted_rois = L.AdjustedRoIAlign(
             conv5_3, rois, n.major_faces, ntop=2, propagate_down=[True, False, False],
             adjusted_roi_align_param=dict(_roi_param(p, cfg), face_x=cfg.face_x,
@@ -802,8 +811,9 @@ def _build_ins_glo(n, cfg: NetConfig, stage: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------ files
-SOLVER_TEMPLATE = """\
-# GPSNet solver ({why}). `caffe train -solver` runs it from the repository root
+SOLVER_HEADER = "# GPSNet solver"   # the first line of every solver the builder writes
+NET_NAME_PREFIX = "gpsnet_"          # every net it writes begins `name: "gpsnet_<variant>_...`
+SOLVER_TEMPLATE = SOLVER_HEADER + """ ({why}). `caffe train -solver` runs it from the repository root
 # (docs/nets.md "The Caffe tool"); scripts/train writes its own with the run folder's paths.
 train_net: "{train_net}"
 base_lr: {base_lr:g}
@@ -874,7 +884,7 @@ def solver_text(train_net: str, snapshot_prefix: str, schedule: Schedule = PAPER
 
 def net_text(variant: str, cfg: NetConfig, train: bool, stage: str | None = None) -> str:
     proto = build(variant, cfg, train, stage)
-    proto.name = f"gpsnet_{variant}_{'train' if train else 'test'}" + (f"_{stage}" if stage else "")
+    proto.name = f"{NET_NAME_PREFIX}{variant}_{'train' if train else 'test'}" + (f"_{stage}" if stage else "")
     return str(proto)
 
 
@@ -955,6 +965,16 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
     return files
 
 
+def written_by_builder(path: Path) -> bool:
+    """Whether a prototxt is one the builder wrote (its first line), not a user's own file."""
+    try:
+        with path.open() as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.startswith((SOLVER_HEADER, f'name: "{NET_NAME_PREFIX}'))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet build-nets", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "prototxt",
@@ -968,11 +988,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stale = []
     expected = expected_files(out)
-    for folder in {path.parent for path in expected}:   # files the builder no longer writes
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.is_file() and path not in expected:
+    for folder in {path.parent for path in expected}:   # files it wrote before and no longer writes
+        for path in sorted(folder.glob("*.prototxt")) if folder.is_dir() else []:
+            if path not in expected and written_by_builder(path):
                 if args.check:
-                    stale.append(f"{path} (not written by the builder: remove it)")
+                    stale.append(f"{path} (the builder no longer writes it: remove it)")
                 else:
                     path.unlink()
                     print(f"removed {path}")
