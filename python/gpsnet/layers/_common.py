@@ -1,4 +1,4 @@
-"""Helpers shared by the detector / mask Python layers (param_str parsing)."""
+"""Helpers shared by the detector / mask Python layers (param_str parsing, seeded sampling)."""
 from __future__ import annotations
 
 import json
@@ -48,3 +48,21 @@ def write_blob(blob, arr) -> None:
     blob.reshape(*arr.shape)
     if arr.size:
         blob.data[...] = arr
+
+
+class SeededSampling:
+    """Mixin of the Python layers that sample (anchor, proposal and detection targets): the RNG of
+    forward pass i is seeded with (``seed``, i), so a run resumed at iteration i
+    (``train.fast_forward`` sets ``forward_count``) samples as the uninterrupted run."""
+    seed: int = 0
+    forward_count: int = 0
+
+    def init_sampling(self, params: dict[str, Any]) -> None:
+        self.seed = int(params.get("seed", 0))
+        self.forward_count = 0
+
+    def next_rng(self):
+        import numpy as np
+        rng = np.random.default_rng([self.seed, self.forward_count])
+        self.forward_count += 1
+        return rng

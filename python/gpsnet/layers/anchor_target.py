@@ -16,13 +16,13 @@ import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import AnchorTargetConfig, anchor_targets
-from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob
+from gpsnet.layers._common import SeededSampling, config_keys, make_config, parse_params, read_blob
 
 DEFAULT_SIZES: tuple[float, ...] = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 DEFAULT_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 
-class AnchorTargetLayer(caffe.Layer):
+class AnchorTargetLayer(SeededSampling, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str,
                          {"feat_stride", "anchor_sizes", "anchor_ratios", "seed"}
@@ -31,10 +31,7 @@ class AnchorTargetLayer(caffe.Layer):
         self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
                                  p.get("anchor_ratios", DEFAULT_RATIOS))
         self.cfg = make_config(AnchorTargetConfig, p)
-        self.seed = int(p.get("seed", 0))
-        # The sampling RNG of forward pass i is seeded with (seed, i): a run resumed at
-        # iteration i (train.py sets forward_count) samples as the uninterrupted run.
-        self.forward_count = 0
+        self.init_sampling(p)
         if len(bottom) != 4 or len(top) != 4:
             raise ValueError("AnchorTargetLayer: bottoms rpn_cls_score, gt_persons, gt_faces, "
                              "im_info; tops labels, targets, inside, outside weights")
@@ -57,8 +54,7 @@ class AnchorTargetLayer(caffe.Layer):
         anchors = shifted_anchors(self.base, h, w, self.feat_stride)
         gt = np.concatenate([read_blob(bottom[1], 5).reshape(-1, 5), read_blob(bottom[2], 5).reshape(-1, 5)])
         info = bottom[3].data.reshape(-1, 3)
-        rng = np.random.default_rng([self.seed, self.forward_count])
-        self.forward_count += 1
+        rng = self.next_rng()
         for i in range(b):
             boxes = gt[gt[:, 0] == i, 1:]
             labels, targets, inside = anchor_targets(anchors, boxes, info[i, 0], info[i, 1],

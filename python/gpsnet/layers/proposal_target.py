@@ -19,18 +19,27 @@ import caffe
 import numpy as np
 
 from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, match_detections, sample_rois
-from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob, write_blob
+from gpsnet.layers._common import SeededSampling, config_keys, make_config, parse_params, read_blob, write_blob
 
 
-class ProposalTargetLayer(caffe.Layer):
-    def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str,
-                         {"seed"} | config_keys(RoiSampleConfig))
+class _RoiSampling(SeededSampling, caffe.Layer):
+    """The two target layers' param_str: ``seed`` and RoiSampleConfig's fields; no backward."""
+
+    def init_config(self) -> None:
+        p = parse_params(self.__class__.__name__, self.param_str, {"seed"} | config_keys(RoiSampleConfig))
         self.cfg = make_config(RoiSampleConfig, p)
-        self.seed = int(p.get("seed", 0))
-        # The sampling RNG of forward pass i is seeded with (seed, i): a run resumed at
-        # iteration i (train.py sets forward_count) samples as the uninterrupted run.
-        self.forward_count = 0
+        self.init_sampling(p)
+
+    def reshape(self, bottom, top) -> None:
+        pass
+
+    def backward(self, top, propagate_down, bottom) -> None:
+        pass
+
+
+class ProposalTargetLayer(_RoiSampling):
+    def setup(self, bottom, top) -> None:
+        self.init_config()
         if len(bottom) != 4 or len(top) not in (5, 7):
             raise ValueError("ProposalTargetLayer: bottoms rpn_rois, gt_persons, gt_faces, im_info; "
                              "5 tops (box head) or 7 (box head + mask_rois, mask_gt_index)")
@@ -42,14 +51,9 @@ class ProposalTargetLayer(caffe.Layer):
             top[5].reshape(1, 5)
             top[6].reshape(1)
 
-    def reshape(self, bottom, top) -> None:
-        pass
-
     def forward(self, bottom, top) -> None:
-        rng = np.random.default_rng([self.seed, self.forward_count])
-        self.forward_count += 1
         s = sample_rois(read_blob(bottom[0], 5), read_blob(bottom[1], 5), read_blob(bottom[2], 5),
-                        bottom[3].data.reshape(-1, 3).shape[0], self.cfg, rng)
+                        bottom[3].data.reshape(-1, 3).shape[0], self.cfg, self.next_rng())
         arrays = [s.rois, s.labels, s.bbox_targets, s.bbox_inside_weights,
                   (s.bbox_inside_weights > 0).astype(np.float32)]
         if len(top) == 7:
@@ -57,33 +61,18 @@ class ProposalTargetLayer(caffe.Layer):
         for i in range(len(top)):   # (pycaffe's blob vectors cannot be iterated)
             write_blob(top[i], arrays[i])
 
-    def backward(self, top, propagate_down, bottom) -> None:
-        pass
 
-
-class DetectionTargetLayer(caffe.Layer):
+class DetectionTargetLayer(_RoiSampling):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str,
-                         {"seed"} | config_keys(RoiSampleConfig))
-        self.cfg = make_config(RoiSampleConfig, p)
-        self.seed = int(p.get("seed", 0))
-        self.forward_count = 0   # as ProposalTargetLayer's: a resumed run samples as the uninterrupted one
+        self.init_config()
         if len(bottom) != 3 or len(top) != 2:
             raise ValueError("DetectionTargetLayer: bottoms person_rois, gt_persons, im_info; "
                              "tops mask_rois, mask_gt_index")
         top[0].reshape(1, 5)
         top[1].reshape(1)
 
-    def reshape(self, bottom, top) -> None:
-        pass
-
     def forward(self, bottom, top) -> None:
-        rng = np.random.default_rng([self.seed, self.forward_count])
-        self.forward_count += 1
         rois, index = match_detections(read_blob(bottom[0], 5), read_blob(bottom[1], 5),
-                                       bottom[2].data.reshape(-1, 3).shape[0], self.cfg, rng)
+                                       bottom[2].data.reshape(-1, 3).shape[0], self.cfg, self.next_rng())
         write_blob(top[0], rois)
         write_blob(top[1], index)
-
-    def backward(self, top, propagate_down, bottom) -> None:
-        pass
