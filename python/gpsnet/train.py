@@ -415,6 +415,11 @@ def publish(staged: Path, final: Path) -> None:
         atomic_copy(staged, final)
 
 
+def snapshot_files(prefix: Path, it: int) -> tuple[Path, Path]:
+    """Caffe's snapshot names at iteration ``it``: ``<prefix>_iter_<it>.caffemodel`` and ``.solverstate``."""
+    return Path(f"{prefix}_iter_{it}.caffemodel"), Path(f"{prefix}_iter_{it}.solverstate")
+
+
 class Snapshotter:
     """Snapshots of a solver whose ``snapshot_prefix`` lies in ``staging.link``: ``save()`` lets
     Caffe write there (in a folder with room, see ``Staging``), then publishes the .caffemodel and
@@ -432,15 +437,14 @@ class Snapshotter:
         return self.saved[max(earlier)] if earlier else None
 
     def paths(self, it: int) -> tuple[Path, Path]:
-        return Path(f"{self.prefix}_iter_{it}.caffemodel"), Path(f"{self.prefix}_iter_{it}.solverstate")
+        return snapshot_files(self.prefix, it)
 
     def save(self) -> Path:
         from caffe.proto import caffe_pb2
         folder = self.staging.point(snapshot_bytes(self.solver.net, self.solver_type))
         it = self.solver.iter
         self.solver.snapshot()
-        staged_model, staged_state = (folder / f"{self.prefix.name}_iter_{it}{ext}"
-                                      for ext in (".caffemodel", ".solverstate"))
+        staged_model, staged_state = snapshot_files(folder / self.prefix.name, it)
         model, state_path = self.paths(it)
         try:
             publish(staged_model, model)
@@ -504,6 +508,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     from gpsnet.device import use_device
     from gpsnet.weights import weight_files
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
+    iters = PAPER_MAX_ITER if args.iters is None else args.iters
     spec = spec_of(args.variant)
     if args.stage is not None:
         start = spec.stage(args.stage).start_from   # (an unknown stage is named with the variant's stages)
@@ -511,8 +516,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
             print(f"warning: stage {args.stage} of {args.variant} starts from stage {start}'s trained weights and "
                   f"keeps them frozen; without --weights they stay at their random fillers", file=sys.stderr)
     elif spec.stages and not args.net:
-        return train_stages(args, cfg)
-    iters = PAPER_MAX_ITER if args.iters is None else args.iters
+        return train_stages(args, cfg, name, iters)
     out = run_folder(args, name)
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
@@ -665,20 +669,17 @@ def latest_state(folder: Path, prefix: str) -> Path | None:
     return max(states)[1] if states else None
 
 
-def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, Any]:
-    """Train a variant's stages one after the other (module docstring), then merge their final
-    weights for the test net. Returns ``train``'s dict for the whole variant (the log, losses and
-    curve of the last stage; ``snapshot`` the merged model) plus ``stages``: stage -> its model."""
-    from gpsnet.safeio import atomic_write_bytes
+def train_stages(args: TrainOptions, cfg: NetConfig, name: str, iters: int) -> dict[str, Any]:
+    """``train`` of a variant trained in stages (``cfg``, setting ``name`` and ``iters`` as ``train``
+    made them): the stages one after the other (module docstring), then their final weights merged
+    for the test net. Returns ``train``'s dict for the whole variant (the log, losses and curve of
+    the last stage; ``snapshot`` the merged model) plus ``stages``: stage -> its model."""
     from gpsnet.weights import load_weights
     spec = spec_of(args.variant)
     if args.resume:
         raise ValueError(f"--resume: {args.variant} trains in stages ({', '.join(spec.train_stages)}): run the "
                          "same command again to continue (finished stages are kept, an interrupted one resumes "
                          "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
-    name = setting_name(args.setting, args.small)
-    cfg = override(cfg or setting(name), args.overrides)
-    iters = PAPER_MAX_ITER if args.iters is None else args.iters
     out = run_folder(args, name)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     models: dict[str, Path] = {}
@@ -686,7 +687,7 @@ def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, 
     for i, st in enumerate(spec.stages, start=1):
         sub = out / st.name
         prefix = snapshot_name(args.variant, st.name)
-        final = sub / "snapshots" / f"{prefix}_iter_{iters}.caffemodel"
+        final = snapshot_files(sub / "snapshots" / prefix, iters)[0]
         if final.is_file() and not args.overwrite:
             print(f"stage {i}/{len(spec.stages)} {st.name}: trained before ({final})", flush=True)
             models[st.name] = final
@@ -697,7 +698,7 @@ def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, 
               + (f"; starts from stage {st.start_from} ({models[st.start_from]}), its layers frozen" if st.start_from else "")
               + (f"; resumes {resume}" if resume else ""), flush=True)
         last = train(replace(args, stage=st.name, out=sub, data=root, weights=",".join(starts) or None,
-                             resume=str(resume) if resume else None,
+                             resume=str(resume) if resume else None, overrides=None,   # (in cfg)
                              eval_every=args.eval_every if i == len(spec.stages) else 0),
                      cfg, curve_weights=[*(Path(w) for w in starts), *models.values()])
         models[st.name] = last["snapshot"]
@@ -714,8 +715,7 @@ def train_stages(args: TrainOptions, cfg: NetConfig | None = None) -> dict[str, 
         net.save(str(merged_tmp))
         del net
         (out / "snapshots").mkdir(parents=True, exist_ok=True)
-        merged = out / "snapshots" / f"{args.variant}_iter_{iters}.caffemodel"
-        atomic_write_bytes(merged, merged_tmp.read_bytes())
+        merged = atomic_copy(merged_tmp, snapshot_files(out / "snapshots" / args.variant, iters)[0])
     print(f"merged the stages' weights ({', '.join(models)}) for the test net: {merged}", flush=True)
     return {"losses": {}, "curve": [], **last, "snapshot": merged, "out": out, "data": root, "stages": models,
             "log": last.get("log", out / spec.stages[-1].name / "log.jsonl")}
