@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES, flip_lut
+from gpsnet.data.batch import fit_scale
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import (SETTINGS, NetConfig, add_set_arg, net_param_text, override, setting, setting_name, spec_of,
@@ -145,7 +146,7 @@ class Predictor:
         never enlarged, top-left, mean subtracted): (canvas s x s x 3, scale, rh, rw)."""
         h, w = image.shape[:2]
         s = self.size
-        scale = min(1.0, s / h, s / w)
+        scale = fit_scale(h, w, s)
         rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
         canvas = np.zeros((s, s, 3), np.float32)
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) \

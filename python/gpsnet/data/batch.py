@@ -117,12 +117,18 @@ def _resize_labels(labels: np.ndarray, w: int, h: int) -> np.ndarray:
     return out
 
 
+def fit_scale(height: int, width: int, size: int) -> float:
+    """The scale that fits an image's longer side into a ``size`` canvas, never enlarging: the
+    data layer's base scale (before its random factor) and inference's only one."""
+    return min(1.0, size / max(height, width))
+
+
 def prepare_sample(sample: Sample, params: BatchParams, rng: np.random.Generator) -> Prepared:
     """Scale (longer side first fitted into the canvas, then times U(scales)), crop to the canvas
     around a random person when larger, flip with probability 0.5 when `mirror`."""
     S = params.size
     H, W = sample.image.shape[:2]
-    base = min(1.0, S / max(H, W))
+    base = fit_scale(H, W, S)
     lo, hi = params.scales
     scale = base * (float(rng.uniform(lo, hi)) if hi > lo else lo)
     h, w = max(1, int(round(H * scale))), max(1, int(round(W * scale)))
