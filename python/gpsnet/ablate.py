@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet import train
+from gpsnet import pretrain, train
 from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, spec_of, table_order, variants
 
+ABLATION_SEEDS = (0, 1, 2)   # the paper's protocol here: three training seeds of every variant
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
                                         ("AP0.8", "0.8"))
 
@@ -37,9 +38,12 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
         print(f"ablate: {variant} seed {seed}: done before ({result_file})", flush=True)
         return json.loads(result_file.read_text())
     t0 = time.time()
+    starts = [*([str(pretrain.start_weights(args.pretrained, variant, args.setting, folder,
+                                            overrides=args.overrides))] if args.pretrained else []),
+              *([args.weights] if args.weights else [])]
     result = train.train(train.TrainOptions(
         variant=variant, setting=args.setting, data=root, iters=args.iters, out=folder / "run", seed=seed,
-        display=100, overwrite=True, weights=args.weights or None, overrides=args.overrides,
+        display=100, overwrite=True, weights=",".join(starts) or None, overrides=args.overrides,
     ).with_schedule(train.schedule_of(args)))
     t_train = time.time() - t0
     rc = evaluate_net.run(evaluate_net.EvalOptions(
@@ -166,13 +170,19 @@ def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet ablate", description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", choices=variants(), default=list(table_order()))
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(ABLATION_SEEDS),
+                    help=f"training seeds (default {' '.join(map(str, ABLATION_SEEDS))})")
     ap.add_argument("--extra-seeds", nargs="*", default=[], metavar="VARIANT:SEED",
                     help="more seeds for some variants only, e.g. ad_fuse:1 fuse:1")
     ap.add_argument("--setting", choices=SETTINGS, default="small")
     ap.add_argument("--iters", type=int, default=1400, help="training iterations of every variant")
     train.add_schedule_args(ap, CPU_SCHEDULE, "the CPU schedule")
-    ap.add_argument("--weights", help="initial .caffemodel of every variant (copied by layer name)")
+    start = ap.add_mutually_exclusive_group()
+    start.add_argument("--pretrained", type=Path,
+                       help="the DeepLab-v2 start every variant is mapped from by init-weights (default: the "
+                            "committed models/deeplab_<setting>/ where it exists, as the paper's protocol)")
+    start.add_argument("--from-scratch", action="store_true", help="every variant from random init")
+    ap.add_argument("--weights", help="a .caffemodel copied by layer name into every variant (after --pretrained)")
     ap.add_argument("--data", type=Path, help="data root (default: the demo's synthetic set)")
     ap.add_argument("--num", type=int, default=600, help="synthetic images when --data is not given")
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
@@ -184,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                          "(2 on a 2-core machine roughly doubles the throughput)")
     add_set_arg(ap)
     args = ap.parse_args(argv)
+    if args.from_scratch:
+        args.pretrained = None
+    elif args.pretrained is None and pretrain.committed_model(args.setting).is_file():
+        args.pretrained = pretrain.committed_model(args.setting)
+    if args.pretrained is not None and not args.pretrained.is_file():
+        ap.error(f"--pretrained {args.pretrained}: no such model")
     from gpsnet.nets.builder import override, setting
     try:
         override(setting(args.setting), args.overrides)   # a bad --set fails before any run
@@ -207,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "ablation.json").write_text(json.dumps(
                 {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
                  "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
+                 "pretrained": {"model": str(args.pretrained), "sha1": pretrain.sha1(args.pretrained)}
+                 if args.pretrained else None,
                  "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
             bar_chart(summary, args.out / "ablation.png")
     except train.TrainingStopped as err:   # finished (variant, seed) runs stay: a rerun resumes

@@ -1,7 +1,9 @@
 """The demo: ``gpsnet demo``: GPSNet learns to parse on the CPU in about 15 minutes.
 
 1. writes a synthetic GPS-layout data set at the small setting's image size into the cache,
-2. trains Ad. Fuse (GPSNet) in the small setting (prototxt/small/ad_fuse) with a learning curve
+2. fine-tunes Ad. Fuse (GPSNet) in the small setting (prototxt/small/ad_fuse) from the committed
+   pretrained DeepLab-v2 start (models/deeplab_small, mapped by ``init-weights``, as the paper starts
+   from its DeepLab model; ``--from-scratch``: random init) with a learning curve
    (AP^p at 0.5 and avg.AP on val images every ``--eval-every`` iterations),
 3. parses the held-out test split, prints the paper's table, draws overlays,
 all under ``--out`` (default out/demo): run/ (log.jsonl, loss.png, curve.json, curve.png,
@@ -14,14 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from gpsnet import train
-from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, NetConfig, variants
+from gpsnet import pretrain, train
+from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, REPO_ROOT, NetConfig, variants
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600
 DEMO_ITERS = CPU_MAX_ITER
 DEMO_EVAL_EVERY = 400
 DEMO_EVAL_LIMIT = 40
+SETTING = "small"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,17 +45,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-limit-test", type=int, default=0, help="evaluate at most N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gpu", type=int, help="GPU id for training and evaluation (default: CPU; docs/gpu.md)")
+    start = ap.add_mutually_exclusive_group()
+    start.add_argument("--pretrained", type=Path, default=pretrain.committed_model(SETTING),
+                       help="the DeepLab-v2 start to fine-tune from (default: the committed "
+                            f"{pretrain.committed_model(SETTING).relative_to(REPO_ROOT)}; gpsnet pretrain makes one)")
+    start.add_argument("--from-scratch", action="store_true", help="train from random init instead")
     args = ap.parse_args(argv)
+    if not args.from_scratch and not args.pretrained.is_file():
+        ap.error(f"--pretrained {args.pretrained}: no such model (make one with `gpsnet pretrain`, or pass "
+                 "--from-scratch)")
     from gpsnet import evaluate_net
     cfg = NetConfig.small()
     t0 = time.time()
     root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
     t_data = time.time() - t0
+    weights = None if args.from_scratch else pretrain.start_weights(args.pretrained, args.variant, SETTING,
+                                                                     args.out)
     try:
         result = train.train(train.TrainOptions(
             variant=args.variant, small=True, data=root, iters=args.iters, out=args.out / "run", seed=args.seed,
             display=50, eval_every=args.eval_every, eval_limit=args.eval_limit, overwrite=True,
-            gpu=args.gpu).with_schedule(train.schedule_of(args)))
+            weights=str(weights) if weights else None, gpu=args.gpu).with_schedule(train.schedule_of(args)))
     except train.TrainingStopped as err:   # a signal, a non-finite loss, a data error: said, snapshot kept
         print(f"gpsnet demo: {err}", file=sys.stderr)
         return err.rc

@@ -12,7 +12,12 @@ command maps the source onto every layer of the variant that has a VGG counterpa
   branch by branch (``fc6_i`` / ``fc7_i``);
 - ImageNet ``fc6`` / ``fc7`` -> the box head ``fc6_box`` / ``fc7_box`` (Faster R-CNN's use of them on
   7x7 RoI features; every 4th filter);
-- everything else (class-specific scores, RPN, fusion, mask head, BatchNorm / Scale) keeps its filler.
+- a BatchNorm / Scale layer (small and tiny settings) -> from the source's namesake of its convolution's
+  source (``glo_conv1_1_bn`` <- ``conv1_1_bn``, ``loc_fc6_2_scale`` <- ``fc6_2_scale``) where the source has
+  one, as the project's own pretrained start (``gpsnet pretrain``) has; else its filler;
+- the ASPP class layers ``{,loc_,par_,glo_}fc8_i`` -> a DeepLab-v2 ASPP model's ``fc8_i`` of the same shape
+  (the project's pretrained start has them for the same 20 classes; ``--no-class-layers`` leaves them);
+- everything else (RPN, box scores, fusion, mask head) keeps its filler.
 
 One rule does every reshaping (``subsample``): a source weight ``(O, I, KH, KW)`` becomes a target
 ``(o, i, kh, kw)`` by keeping every ``O/o``-th filter, every ``I/i``-th input channel and the kernel taps
@@ -47,6 +52,9 @@ BACKBONE_PREFIXES = ("", PARSER_PREFIX, GLOBAL_NET_PREFIX)
 BOX_HEAD = {"fc6_box": "fc6", "fc7_box": "fc7"}
 CONV_RE = re.compile(r"^conv\d_\d$")
 ASPP_RE = re.compile(r"^(fc[67])_(\d+)$")
+CLASS_RE = re.compile(r"^fc8_\d+$")          # an ASPP branch's class layer (DeepLab-v2's fc8_<dataset>_i: other names)
+NORM_SUFFIXES = ("_bn", "_scale")             # the BatchNorm / Scale layers after a convolution
+NORM_TYPES = ("BatchNorm", "Scale")
 
 
 class WeightsError(ValueError):
@@ -110,6 +118,7 @@ def subsample(weight: np.ndarray, dst: tuple[int, ...], what: str = "weight") ->
 class SourceLayer:
     weight: np.ndarray              # 4-D: (out, in, kh, kw); an ImageNet fc6 as (4096, 512, 7, 7)
     bias: np.ndarray | None
+    norm: tuple[np.ndarray, ...] = ()   # a BatchNorm / Scale layer's blobs (then ``weight`` is unused)
 
 
 def _blob_array(blob: Any) -> np.ndarray:
@@ -131,6 +140,10 @@ def read_source(path: Path) -> dict[str, SourceLayer]:
     layers: dict[str, SourceLayer] = {}
     for layer in [*net.layer, *net.layers]:
         if not layer.blobs:
+            continue
+        if layer.type in NORM_TYPES:   # (DeepLab-v2 with BatchNorm: this project's pretrained start)
+            blobs = tuple(_blob_array(b).reshape(-1) for b in layer.blobs)
+            layers[layer.name] = SourceLayer(blobs[0], None, blobs)
             continue
         weight = _blob_array(layer.blobs[0])
         if _is_inner_product(layer):   # (out, in), or V1's (1, 1, out, in)
@@ -164,8 +177,14 @@ def source_kind(layers: dict[str, SourceLayer]) -> str:
     return "imagenet" if layers["fc6"].weight.shape[2] == VGG_FC6_GRID else "deeplab-largefov"
 
 
-def source_name(target: str, kind: str) -> str | None:
-    """The source layer a target layer is filled from, or None (it keeps its filler)."""
+def source_name(target: str, kind: str, classes: bool = False) -> str | None:
+    """The source layer a target layer is filled from, or None (it keeps its filler): a BatchNorm /
+    Scale layer from the source's namesake of its convolution's source; with ``classes``, an ASPP
+    class layer ``{prefix}fc8_i`` from a DeepLab-v2 ASPP model's ``fc8_i``."""
+    if target.endswith(NORM_SUFFIXES):
+        base, suffix = target.rsplit("_", 1)
+        src = source_name(base, kind)
+        return f"{src}_{suffix}" if src else None
     for prefix in BACKBONE_PREFIXES:
         rest = target[len(prefix):] if target.startswith(prefix) else None
         if rest is not None and CONV_RE.match(rest):
@@ -176,6 +195,8 @@ def source_name(target: str, kind: str) -> str | None:
         m = ASPP_RE.match(target[len(prefix):]) if target.startswith(prefix) else None
         if m:
             return target[len(prefix):] if kind == "deeplab-aspp" else m.group(1)
+        if classes and kind == "deeplab-aspp" and target.startswith(prefix) and CLASS_RE.match(target[len(prefix):]):
+            return target[len(prefix):]
     return None
 
 
@@ -187,24 +208,54 @@ class Filled:
     how: str
 
 
-NORM_SUFFIXES = ("_bn", "_scale")             # the BatchNorm / Scale layers after a convolution
 NORM_REASON = "BatchNorm / Scale: filler (statistics 0, scale 1, shift 0)"
+CLASS_REASON = "class layer: filler (class layers are copied from a DeepLab-v2 ASPP model's fc8_i of the same shape)"
 
 
 def _left_reason(name: str) -> str:
-    return NORM_REASON if name.endswith(NORM_SUFFIXES) else "no VGG counterpart (class-specific or new): filler"
+    if name.endswith(NORM_SUFFIXES):
+        return NORM_REASON
+    if any(name.startswith(p) and CLASS_RE.match(name[len(p):]) for p in PARSER_PREFIXES):
+        return CLASS_REASON
+    return "no VGG counterpart (class-specific or new): filler"
 
 
-def fill(net: Any, layers: dict[str, SourceLayer]) -> tuple[list[Filled], list[tuple[str, str]]]:
-    """Copies the mapped source layers into ``net``'s parameters; returns (filled, left with why)."""
+def _fill_norm(name: str, blobs: Any, source: SourceLayer) -> str:
+    """A target BatchNorm / Scale layer from the source's: per-channel blobs subsampled as the
+    convolution's filters (every ``C/c``-th), BatchNorm's scale factor as is."""
+    if len(blobs) != len(source.norm):
+        raise WeightsError(f"{name}: the source layer has {len(source.norm)} blobs, the target {len(blobs)}")
+    step = 1
+    for blob, src in zip(blobs, source.norm):
+        n = blob.data.size
+        if src.size % n:
+            raise WeightsError(f"{name}: source blob of {src.size} values cannot become {n}")
+        step = src.size // n
+        blob.data[...] = src[::step].reshape(blob.data.shape)
+    return "as is" if step == 1 else f"channels ::{step}"
+
+
+def fill(net: Any, layers: dict[str, SourceLayer], classes: bool = True) -> tuple[list[Filled], list[tuple[str, str]]]:
+    """Copies the mapped source layers into ``net``'s parameters; returns (filled, left with why).
+    ``classes``: also the ASPP class layers (``fc8_i``) where the source has them with the same shape."""
     kind = source_kind(layers)
     filled: list[Filled] = []
     left: list[tuple[str, str]] = []
     for name, blobs in net.params.items():
-        src = source_name(name, kind)
+        src = source_name(name, kind, classes)
         if src is None:
             left.append((name, _left_reason(name)))
             continue
+        if name.endswith(NORM_SUFFIXES):
+            if src not in layers or not layers[src].norm:   # (a model without BatchNorm: VGG, DeepLab)
+                left.append((name, NORM_REASON))
+            else:
+                filled.append(Filled(name, src, _fill_norm(name, blobs, layers[src])))
+            continue
+        if CLASS_RE.match(src):
+            if src not in layers or tuple(layers[src].weight.shape) != tuple(blobs[0].data.shape):
+                left.append((name, CLASS_REASON))
+                continue
         if src not in layers:
             raise WeightsError(f"target {name} needs source layer {src}, which the model lacks (is it a "
                                "VGG-16 / DeepLab-v2 VGG-16 model?)")
@@ -241,8 +292,9 @@ def target_net(variant: str, cfg: NetConfig) -> Any:
 
 
 def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: int = 0,
-                 log: Any = print) -> tuple[list[Filled], list[tuple[str, str]]]:
-    """Writes ``out`` for ``variant`` in setting ``cfg`` from ``source``; prints and returns the report."""
+                 log: Any = print, classes: bool = True) -> tuple[list[Filled], list[tuple[str, str]]]:
+    """Writes ``out`` for ``variant`` in setting ``cfg`` from ``source``; prints and returns the report.
+    ``classes``: copy the ASPP class layers too where the source has them (``fill``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     caffe.set_mode_cpu()
@@ -250,13 +302,18 @@ def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: in
     layers = read_source(source)
     kind = source_kind(layers)
     net = target_net(variant, cfg)
-    filled, left = fill(net, layers)
+    filled, left = fill(net, layers, classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     net.save(str(out))
     log(f"{source} ({kind}) -> {out} for {variant} (channel multiplier {cfg.width:g})")
     width = max(len(name) for name in net.params)
+    filled_norms = [f for f in filled if f.target.endswith(NORM_SUFFIXES)]
     for f in filled:
-        log(f"  filled {f.target:<{width}} <- {f.source:<7} {f.how}")
+        if f not in filled_norms:
+            log(f"  filled {f.target:<{width}} <- {f.source:<7} {f.how}")
+    if filled_norms:
+        log(f"  filled {len(filled_norms)} BatchNorm / Scale layers ({filled_norms[0].target} <- "
+            f"{filled_norms[0].source}, ...) from the source's, {filled_norms[0].how}")
     for name, why in left:
         if why != NORM_REASON:
             log(f"  left   {name:<{width}} {why}")
@@ -276,10 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setting", choices=SETTINGS, help="overrides --small (tiny: tests)")
     ap.add_argument("--out", type=Path, required=True, help="the .caffemodel to write")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fillers of the layers left")
+    ap.add_argument("--no-class-layers", dest="classes", action="store_false",
+                    help="leave the ASPP class layers (fc8_i) at their fillers even where the source has them "
+                         "(docs/nets.md 'Pretrained start': copying them is the measured default)")
     args = ap.parse_args(argv)
     name = setting_name(args.setting, args.small)
     try:
-        init_weights(args.source, args.variant, setting(name), args.out, args.seed)
+        init_weights(args.source, args.variant, setting(name), args.out, args.seed, classes=args.classes)
     except (FileNotFoundError, WeightsError) as err:
         print(f"gpsnet init-weights: {err}", file=sys.stderr)
         return 1
