@@ -45,6 +45,11 @@ def test_pretrain_exports_the_global_parser_under_deeplab_names(tiny_start):
             np.testing.assert_array_equal(a, b, err_msg=name)
     summary = json.loads((tiny_start / "pretrain.json").read_text())
     assert summary["sha1"] == pretrain.sha1(model) and summary["iters"] == 4 and summary["setting"] == "tiny"
+    # the model zoo's card beside it: file, sha1, the exact command, the code's commit, seeds, steps
+    card = (tiny_start / "readme.md").read_text()
+    assert card.startswith("---\nname: ") and f"sha1: {summary['sha1']}" in card
+    assert f"caffemodel: {model.name}" in card and "`gpsnet pretrain --setting tiny --data " in card
+    assert summary["commit"] in card and "4 iterations" in card and summary["train_seconds"] >= 0
     assert iw.source_kind(iw.read_source(model)) == "deeplab-aspp"
 
 
@@ -110,3 +115,29 @@ def test_export_refuses_a_model_without_the_global_parser(tmp_path, tiny_start):
     with pytest.raises(WeightsError, match="loc.caffemodel: no layer named glo_"):
         pretrain.export_deeplab(src, tmp_path / "out.caffemodel")
     assert not (tmp_path / "out.caffemodel").exists()
+
+
+# ------------------------------------------------------------------------------------ the committed start
+COMMITTED = pretrain.committed_model("small")
+
+
+def test_the_committed_start_matches_its_card():
+    card = (COMMITTED.parent / "readme.md").read_text()
+    front = dict(line.split(": ", 1) for line in card.split("---")[1].strip().splitlines())
+    assert front["caffemodel"] == COMMITTED.name
+    assert front["sha1"] == pretrain.sha1(COMMITTED), "the committed model is not the one its card describes"
+    assert "`gpsnet pretrain --setting small" in card
+
+
+@pytest.mark.parametrize("variant", variants())
+def test_the_committed_start_fills_every_variant(variant, tmp_path):
+    filled, left = iw.init_weights(COMMITTED, variant, NetConfig.small(), tmp_path / "init.caffemodel",
+                                   log=lambda line: None)
+    names = {f.target for f in filled}
+    prefixes = {"det_par": ("", "par_"), "ins_glo": ("", "glo_")}.get(variant, ("",))
+    for p in prefixes:   # every backbone of the variant, with its BatchNorm / Scale
+        assert {f"{p}conv1_1", f"{p}conv5_3", f"{p}conv3_2_bn", f"{p}conv5_3_scale"} <= names, p
+    aspp = {"loc": "loc_", "ad_loc": "loc_", "det_par": "par_", "ins_glo": "glo_"}.get(variant, "")
+    assert {f"{aspp}fc6_1", f"{aspp}fc7_4", f"{aspp}fc8_2", f"{aspp}fc6_3_bn"} <= names
+    assert all(why != iw.NORM_REASON or not name.startswith(("conv", "fc6", "fc7", "loc_", "par_", "glo_"))
+               for name, why in left)
