@@ -66,7 +66,7 @@ def test_the_loss_guard_leaves_every_gradient_unchanged(data_root, tmp_path):
     """Caffe skips the backward pass of a loss whose blob a non-loss layer reads: the guard must not."""
     import numpy as np
     cfg = setting("tiny")
-    plain = train.patch_data_layer(net_param_text("ad_fuse", cfg, True, None, True), data_root, 0)
+    plain = train.patch_data_layer(net_param_text("ad_fuse", cfg, True), data_root, 0)
     guarded, losses = train.add_loss_guard(plain)
     assert {"loss_cls", "loss_local", "loss_fuse", "rpn_loss_bbox"} <= set(losses)
     nets = []

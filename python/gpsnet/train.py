@@ -1,8 +1,9 @@
 """Training: ``gpsnet train --variant ad_fuse [--small] [--data ROOT] [--iters N] [--gpu N]``.
 
-Runs the variant's solver (paper section 5.1: lr 0.001, step 50000, gamma 0.1, momentum 0.9,
-weight decay 0.0005, two images per iteration) in a run folder ``--out`` holding the patched
-``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
+Runs the variant's solver with the setting's schedule, that of its committed solver (full: the paper's,
+section 5.1, SGD lr 0.001, step 50000, gamma 0.1, 100000 iterations; small: the CPU one, Adam lr 0.002,
+poly, 1600 iterations; ``--solver``, ``--lr``, ``--lr-policy``, ``--iters`` replace it) in a run folder
+``--out`` holding the patched ``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
 iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` continues from a
 ``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
 run repeats the uninterrupted one. Faults (a non-finite loss, SIGINT/SIGTERM, a data error mid-run,
@@ -32,9 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 SETTINGS, add_set_arg, learning_rate, net_param_text, override, read_net_prototxt,
-                                 setting, setting_name, snapshot_name, solver_text, spec_of, variants)
+from gpsnet.nets.builder import (PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, SETTINGS, NetConfig, Schedule, Setting,
+                                 add_set_arg, chosen_setting, learning_rate, named_setting, net_param_text, override,
+                                 read_net_prototxt, snapshot_name, solver_text, spec_of, variants)
 
 from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
 
@@ -56,19 +57,26 @@ def learning_rate_arg(text: str) -> float:
     return value
 
 
-def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
-    """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values; ``schedule_of(args)`` reads them."""
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default=default.solver,
-                    help=f"solver type (default {default.solver}: {why})")
-    ap.add_argument("--lr", type=learning_rate_arg, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
+def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule | None, why: str) -> None:
+    """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values (None: not given, the
+    setting's schedule then fills them); ``schedule_of(args, ...)`` reads them."""
+    def said(value: str) -> str:
+        return f"default {value}: {why}" if default else f"default: {why}"
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=default and default.solver,
+                    help=f"solver type ({said(default.solver if default else '')})")
+    ap.add_argument("--lr", type=learning_rate_arg, default=default and default.base_lr,
+                    help=f"base learning rate ({said(f'{default.base_lr:g}' if default else '')})")
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=default and default.lr_policy,
                     help=f"step (the paper's: x{PAPER_STEP['gamma']:g} every {PAPER_STEP['stepsize']}) or poly "
                          f"(DeepLab-v2's, power {POLY_POWER}, to 0 at the "
-                         f"last iteration); default {default.lr_policy}")
+                         f"last iteration); {said(default.lr_policy if default else '')}")
 
 
-def schedule_of(args: "argparse.Namespace | TrainOptions") -> Schedule:
-    return Schedule(args.solver, args.lr, args.lr_policy)
+def schedule_of(args: "argparse.Namespace | TrainOptions", default: Schedule = PAPER_SCHEDULE) -> Schedule:
+    """The schedule ``--solver``, ``--lr`` and ``--lr-policy`` give; each one not given (None) is
+    ``default``'s (the setting's schedule)."""
+    return Schedule(args.solver or default.solver, default.base_lr if args.lr is None else args.lr,
+                    args.lr_policy or default.lr_policy)
 
 
 def default_cache() -> Path:
@@ -226,12 +234,12 @@ class TrainOptions:
     synthetic_num: int = 200            # images of that synthetic set
     weights: str | None = None          # initial .caffemodel(s, joined by commas), copied by layer name
     resume: str | None = None           # a .solverstate to continue from
-    iters: int | None = None            # train up to this iteration (None: PAPER_MAX_ITER)
+    iters: int | None = None            # train up to this iteration (None: the setting's max_iter)
     snapshot_every: int = 0             # 0: only at the end
     time_limit: float = 0.0             # seconds of training, then stop with a snapshot (0: none)
-    solver: str = PAPER_SCHEDULE.solver
-    lr: float = PAPER_SCHEDULE.base_lr
-    lr_policy: str = PAPER_SCHEDULE.lr_policy
+    solver: str | None = None           # the schedule (None: the setting's, Setting.schedule)
+    lr: float | None = None
+    lr_policy: str | None = None
     gpu: int | None = None
     out: Path | None = None             # run folder (None: runs/<variant>[-<setting>])
     seed: int = 0
@@ -262,12 +270,16 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--weights", help="initial .caffemodel, copied by layer name (several: joined by commas, "
                                       "later ones replacing earlier ones' layers, as Caffe's -weights)")
     ap.add_argument("--resume", help="a .solverstate to continue from")
-    ap.add_argument("--iters", type=int, default=d.iters, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
+    ap.add_argument("--iters", type=int, default=d.iters,
+                    help="train up to this iteration (default: the setting's, as its committed solver: "
+                         + ", ".join(f"{n} {named_setting(n).max_iter}" for n in SETTINGS) + ")")
     ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every, help="snapshot period (0: only at the end)")
     ap.add_argument("--time-limit", type=float, default=d.time_limit,
                     help="stop (learning-curve point and snapshot included) after this many seconds of "
                          "training; --resume continues the same schedule (0: no limit)")
-    add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
+    add_schedule_args(ap, None, "the setting's, as its committed solver: "
+                      + "; ".join(f"{n} {s.solver} {s.base_lr:g} {s.lr_policy}"
+                                  for n, s in ((n, named_setting(n).schedule) for n in SETTINGS)))
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=d.seed)
@@ -484,6 +496,15 @@ def stop_requests() -> Iterator[list[int]]:
         restore()
 
 
+def settle(args: TrainOptions) -> tuple[Setting, TrainOptions]:
+    """The setting ``args`` chooses (``--setting`` / ``--small``), and ``args`` with what it leaves to
+    the setting filled in: the schedule (``--solver``, ``--lr``, ``--lr-policy``) and ``--iters``, those
+    of the setting's committed solver."""
+    chosen = chosen_setting(args.setting, args.small)
+    return chosen, replace(args, iters=chosen.max_iter if args.iters is None else args.iters).with_schedule(
+        schedule_of(args, chosen.schedule))
+
+
 def run_folder(args: TrainOptions, name: str) -> Path:
     """``--out``, or ``runs/<variant>[-<setting>]``."""
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
@@ -502,13 +523,14 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     ``curve_weights``: the learning curve's weights of the test net's layers the train net lacks
     (default: ``--weights``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    name = setting_name(args.setting, args.small)
-    cfg = override(cfg or setting(name), args.overrides)   # a bad --set fails before anything starts
+    chosen, args = settle(args)
+    name = chosen.name
+    cfg = override(cfg or chosen.cfg, args.overrides)   # a bad --set fails before anything starts
     import caffe
     from gpsnet.device import use_device
     from gpsnet.weights import weight_files
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    iters = PAPER_MAX_ITER if args.iters is None else args.iters
+    iters: int = args.iters   # (filled in by settle)
     spec = spec_of(args.variant)
     if args.stage is not None:
         start = spec.stage(args.stage).start_from   # (an unknown stage is named with the variant's stages)
@@ -525,7 +547,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     for what, path in [*(("--weights", p) for p in starts), ("--resume", args.resume)]:
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path}: no such file")
-    text = net_param_text(args.variant, cfg, True, args.net, name == "small", args.stage)
+    text = net_param_text(args.variant, cfg, True, args.net, args.stage)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     n_train = check_split_files(root, "train")
     text, loss_names = add_loss_guard(patch_data_layer(text, root.resolve(), args.seed,
@@ -595,7 +617,7 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
     curve = None
     if args.eval_every:
         test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
-                     else net_param_text(args.variant, cfg, False, None, name == "small"))
+                     else net_param_text(args.variant, cfg, False))
         curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
                               args.eval_limit, out, gpu=args.gpu, other_weights=tuple(curve_weights))
         if args.resume and (out / "curve.json").is_file():   # the resumed run's earlier points
@@ -706,7 +728,7 @@ def train_stages(args: TrainOptions, cfg: NetConfig, name: str, iters: int) -> d
     import caffe
     with tempfile.TemporaryDirectory(prefix="gpsnet-merge-") as tmp:
         test_net = Path(tmp) / "test.prototxt"
-        test_net.write_text(net_param_text(args.variant, cfg, False, None, name == "small"))
+        test_net.write_text(net_param_text(args.variant, cfg, False))
         net = caffe.Net(str(test_net), caffe.TEST)
         report = load_weights(net, ",".join(str(m) for m in models.values()), quiet=True)
         if report.left:

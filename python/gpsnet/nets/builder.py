@@ -849,7 +849,6 @@ PAPER_MAX_ITER = 100000
 CPU_SCHEDULE = Schedule("Adam", 0.002, "poly")
 CPU_MAX_ITER = 1600   # the demo's run, and the committed small solvers' length
 POLY_POWER = 0.9   # DeepLab-v2's "poly" policy: lr = base_lr (1 - iter / max_iter) ^ power
-SCHEDULE_OF_SETTING = {"full": (PAPER_SCHEDULE, PAPER_MAX_ITER), "small": (CPU_SCHEDULE, CPU_MAX_ITER)}
 
 
 def learning_rate(it: int, base_lr: float, policy: str, max_iter: int) -> float:
@@ -902,17 +901,19 @@ def snapshot_name(variant: str, stage: str | None) -> str:
     return f"{variant}_{stage}" if stage else variant
 
 
-def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None, small: bool,
+def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None = None,
                    stage: str | None = None) -> str:
     """The prototxt text: ``--net`` if given (checked: a NetParameter prototxt), the committed file
-    when it exists, else the builder."""
+    when ``cfg`` is a setting with committed nets and the file exists, else the builder."""
     if net:
         return read_net_prototxt(Path(net))
     if stage is not None:
         spec_of(variant).stage(stage)   # (named when unknown)
-    committed = variant_dir(REPO_ROOT / "prototxt", variant, small) / (train_net_file(stage) if train else "test.prototxt")
-    if committed.is_file() and cfg in (NetConfig.full(), NetConfig.small()):
-        return committed.read_text()
+    committed = committed_setting(cfg)
+    if committed is not None:
+        path = committed.variant_dir(REPO_ROOT / "prototxt", variant) / (train_net_file(stage) if train else "test.prototxt")
+        if path.is_file():
+            return path.read_text()
     return net_text(variant, cfg, train, stage)
 
 
@@ -930,38 +931,69 @@ def read_net_prototxt(path: Path) -> str:
     return text
 
 
-SETTINGS: tuple[str, ...] = ("full", "small", "tiny")   # the paper's, the CPU one, the tests'
+@dataclass(frozen=True)
+class Setting:
+    """A named setting, the one thing every command's ``--setting`` / ``--small`` selects: its nets'
+    ``NetConfig``, the solver schedule and length it trains with (``gpsnet train`` and its committed
+    solvers alike), and ``folder``, where its committed nets lie under prototxt/ (None: none)."""
+    name: str
+    cfg: NetConfig
+    schedule: Schedule
+    max_iter: int
+    folder: str | None
+
+    def variant_dir(self, out: Path, variant: str) -> Path:
+        """A variant's folder of this setting's nets under ``out`` (a prototxt/ or snapshots/ tree)."""
+        if self.folder is None:
+            raise ValueError(f"setting {self.name}: no committed nets")
+        return out / self.folder / variant
+
+
+# The paper's, the CPU one, the tests' (tiny: no committed nets; the tests name their schedule).
+_SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("full", NetConfig.full(), PAPER_SCHEDULE, PAPER_MAX_ITER, ""),
+    Setting("small", NetConfig.small(), CPU_SCHEDULE, CPU_MAX_ITER, "small"),
+    Setting("tiny", NetConfig.tiny(), PAPER_SCHEDULE, PAPER_MAX_ITER, None),
+)}
+SETTINGS: tuple[str, ...] = tuple(_SETTINGS)
+
+
+def named_setting(name: str) -> Setting:
+    try:
+        return _SETTINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}") from None
+
+
+def chosen_setting(name: str | None, small: bool) -> Setting:
+    """The setting a command runs: its ``--setting`` when given, else ``--small``'s or the full one."""
+    return named_setting(name or ("small" if small else "full"))
 
 
 def setting(name: str) -> NetConfig:
-    return {"full": NetConfig.full, "small": NetConfig.small, "tiny": NetConfig.tiny}[name]()
+    """The ``NetConfig`` of the setting ``name``."""
+    return named_setting(name).cfg
 
 
-def setting_name(name: str | None, small: bool) -> str:
-    """The setting a command runs: its ``--setting`` when given, else ``--small``'s or the full one."""
-    return name or ("small" if small else "full")
-
-
-def variant_dir(out: Path, variant: str, small: bool) -> Path:
-    return out / "small" / variant if small else out / variant
+def committed_setting(cfg: NetConfig) -> Setting | None:
+    """The setting with committed nets whose ``NetConfig`` is ``cfg`` (None: the nets are built)."""
+    return next((s for s in _SETTINGS.values() if s.folder is not None and s.cfg == cfg), None)
 
 
 def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
     """Every committed file under ``out`` with its content."""
     files: dict[Path, str] = {}
-    for small in (False, True):
-        cfg = NetConfig.small() if small else NetConfig.full()
+    for st in (named_setting("full"), named_setting("small")):
         for variant in VARIANTS:
-            d = variant_dir(out, variant, small)
-            rel = variant_dir(Path("prototxt"), variant, small)   # paths from the repository root
-            schedule, max_iter = SCHEDULE_OF_SETTING["small" if small else "full"]
+            d = st.variant_dir(out, variant)
+            rel = st.variant_dir(Path("prototxt"), variant)   # paths from the repository root
             for stage in spec_of(variant).train_stages:
-                files[d / train_net_file(stage)] = net_text(variant, cfg, True, stage)
-                snap = Path("snapshots") / ("small" if small else ".") / variant / snapshot_name(variant, stage)
-                files[d / solver_file(stage)] = solver_text(str(rel / train_net_file(stage)),
-                                                            str(snap).replace("/./", "/"), schedule, max_iter)
-            files[d / "test.prototxt"] = net_text(variant, cfg, False)
-            files[d / "config.json"] = json.dumps(asdict(cfg), indent=1, sort_keys=True) + "\n"
+                files[d / train_net_file(stage)] = net_text(variant, st.cfg, True, stage)
+                snap = st.variant_dir(Path("snapshots"), variant) / snapshot_name(variant, stage)
+                files[d / solver_file(stage)] = solver_text(str(rel / train_net_file(stage)), str(snap),
+                                                            st.schedule, st.max_iter)
+            files[d / "test.prototxt"] = net_text(variant, st.cfg, False)
+            files[d / "config.json"] = json.dumps(asdict(st.cfg), indent=1, sort_keys=True) + "\n"
     return files
 
 

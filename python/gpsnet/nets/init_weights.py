@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
-                                 setting, setting_name, variants)
+                                 chosen_setting, variants)
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -277,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="the .caffemodel to write")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fillers of the layers left")
     args = ap.parse_args(argv)
-    name = setting_name(args.setting, args.small)
     try:
-        init_weights(args.source, args.variant, setting(name), args.out, args.seed)
+        init_weights(args.source, args.variant, chosen_setting(args.setting, args.small).cfg, args.out, args.seed)
     except (FileNotFoundError, WeightsError) as err:
         print(f"gpsnet init-weights: {err}", file=sys.stderr)
         return 1
