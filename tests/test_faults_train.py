@@ -21,6 +21,7 @@ if "RoIAlign" not in caffe.layer_type_list():
 
 from gpsnet import infer, safeio, train  # noqa: E402
 from gpsnet.data import layout  # noqa: E402
+from gpsnet.training import snapshots  # noqa: E402
 from gpsnet.nets.builder import CPU_SCHEDULE, net_param_text, setting  # noqa: E402
 from gpsnet.weights import WeightsError, load_weights, read_net_param  # noqa: E402
 
@@ -66,7 +67,7 @@ def test_the_loss_guard_leaves_every_gradient_unchanged(data_root, tmp_path):
     """Caffe skips the backward pass of a loss whose blob a non-loss layer reads: the guard must not."""
     import numpy as np
     cfg = setting("tiny")
-    plain = train.patch_data_layer(net_param_text("ad_fuse", cfg, True, None, True), data_root, 0)
+    plain = train.patch_data_layer(net_param_text("ad_fuse", cfg, True), data_root, 0)
     guarded, losses = train.add_loss_guard(plain)
     assert {"loss_cls", "loss_local", "loss_fuse", "rpn_loss_bbox"} <= set(losses)
     nets = []
@@ -131,7 +132,7 @@ def test_disk_full_at_snapshot_leaves_no_partial_file(data_root, tmp_path, monke
 def test_no_room_for_a_snapshot_is_an_error_before_caffe_writes(data_root, tmp_path, monkeypatch, capsys):
     """Caffe aborts on a failed write: the room is checked first, in every staging candidate."""
     out = tmp_path / "run"
-    monkeypatch.setattr(train, "free_bytes", lambda folder: 0 if folder == out / "snapshots" else 1 << 40)
+    monkeypatch.setattr(snapshots, "free_bytes", lambda folder: 0 if folder == out / "snapshots" else 1 << 40)
     monkeypatch.setattr(train, "staging_candidates", lambda out: [out / "snapshots"])
     assert train.main(_argv(data_root, out, "--iters", "1")) == 1
     assert f"cannot write {out / 'snapshots'}: [Errno {errno.ENOSPC} ENOSPC] No space left on device (a " \

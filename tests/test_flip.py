@@ -38,7 +38,7 @@ def test_mirror_boxes_in_pixel_indices():
 @pytest.mark.parametrize("variant", ["ad_fuse", "ins_glo"])
 def test_flip_test_is_equivariant_under_mirroring(variant):
     cfg = NetConfig.tiny()
-    predictor = Predictor(variant, None, cfg, small=True)   # random weights: the property holds for any
+    predictor = Predictor(variant, None, cfg)   # random weights: the property holds for any
     for layer in predictor.net.layers:                       # unit BatchNorm statistics (fillers leave 0/0)
         if layer.type == "BatchNorm":
             layer.blobs[0].data[...], layer.blobs[1].data[...], layer.blobs[2].data[...] = 0, 1, 1

@@ -70,3 +70,15 @@ def test_an_extra_variant_builds_trains_evaluates_and_ablates(extra_variant, dat
     table = (tmp_path / "abl" / "ablation.md").read_text()
     assert table.index("| Loc. |") < table.index("| Ad. Loc. + Glo. |")   # rows in table order
     assert EXTRA.name in REGISTRY
+
+
+def test_a_variant_names_its_graph_function():
+    """The graph functions are a registry (nets/graphs.py): a spec names one; an unknown name is an error."""
+    from gpsnet.nets.graphs import GRAPHS, build
+    assert {spec_of(v).graph for v in VARIANTS} == set(GRAPHS) == {"joint", "det_par", "ins_glo"}
+    register(VariantSpec("odd", "Odd", 9, local="plain", graph="nope"))
+    try:
+        with pytest.raises(ValueError, match="variant odd: unknown graph 'nope'; registered: joint, det_par, ins_glo"):
+            build("odd", NetConfig.tiny(), False)
+    finally:
+        unregister("odd")

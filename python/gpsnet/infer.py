@@ -22,8 +22,7 @@ from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.data.batch import fit_scale
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import (SETTINGS, NetConfig, add_set_arg, net_param_text, override, setting, setting_name, spec_of,
-                                 variants)
+from gpsnet.nets.builder import SETTINGS, NetConfig, add_set_arg, chosen_setting, net_param_text, override, spec_of, variants
 from gpsnet.weights import load_weights, weight_files
 
 @dataclass
@@ -82,14 +81,14 @@ class Predictor:
     (``preprocess``, ``probabilities``: + forward, then ``decode``); ``flip``: the flip test."""
 
     def __init__(self, variant: str, weights: str | None, cfg: NetConfig, net: str | None = None,
-                 small: bool = False, gpu: int | None = None, score_thresh: float = 0.0,
+                 gpu: int | None = None, score_thresh: float = 0.0,
                  net_text_override: str | None = None, flip: bool = False) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe
         from gpsnet.device import use_device
         use_device(caffe, gpu)
         self.variant, self.cfg, self.score_thresh, self.flip = variant, cfg, score_thresh, flip
-        text = net_text_override or net_param_text(variant, cfg, False, net, small)
+        text = net_text_override or net_param_text(variant, cfg, False, net)
         for path in weight_files(weights) if weights else []:
             if not path.is_file():
                 raise FileNotFoundError(f"--weights {path}: no such file")
@@ -332,10 +331,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 
 
 def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
-    name = setting_name(args.setting, args.small)
-    cfg = override(setting(name), getattr(args, "overrides", None))
-    return Predictor(args.variant, args.weights, cfg, net=args.net, small=name == "small",
-                     gpu=args.gpu, score_thresh=args.score_thresh, flip=args.flip)
+    cfg = override(chosen_setting(args.setting, args.small).cfg, getattr(args, "overrides", None))
+    return Predictor(args.variant, args.weights, cfg, net=args.net, gpu=args.gpu,
+                     score_thresh=args.score_thresh, flip=args.flip)
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,

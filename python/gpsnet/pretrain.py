@@ -39,6 +39,7 @@ PRETRAIN_ITERS = 4000
 PRETRAIN_SNAPSHOT_EVERY = 500
 PRETRAIN_EVAL_EVERY = 1000
 PRETRAIN_EVAL_LIMIT = 40
+COMMIT_FILE = "commit.txt"      # in the run folder: the code's commit when the training started
 VARIANT, STAGE = "ins_glo", "glo"   # the net that is backbone + ASPP + global loss, and nothing else
 
 
@@ -159,6 +160,9 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
                   if (run / "log.jsonl").is_file() and not args.overwrite else None)
         if resume:
             print(f"pretrain: continuing {resume}", flush=True)
+        else:
+            run.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run / COMMIT_FILE, _commit() + "\n")   # the code that trains it, for the card
         result = train.train(train.TrainOptions(
             variant=VARIANT, stage=STAGE, setting=args.setting, data=root, iters=args.iters, out=run,
             seed=args.seed, snapshot_every=args.snapshot_every, eval_every=args.eval_every,
@@ -167,17 +171,72 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
         final, rows = Path(result["snapshot"]), result["curve"]
     out = export_deeplab(final, args.out / model_name(args.setting))
     miou = next((r["mIoU"] for r in reversed(rows) if r.get("mIoU") is not None), None)
-    summary = {"model": str(out.path), "sha1": out.sha1, "layers": len(out.layers), "setting": args.setting,
-               "iters": args.iters, "data_seed": args.data_seed, "num": args.num, "data": str(root),
-               "schedule": train.schedule_of(args).argv(), "val_mIoU": miou, "seconds": round(time.time() - t0)}
+    steps = [json.loads(r) for r in (run / "log.jsonl").read_text().splitlines() if r.strip()]
+    summary = {"model": out.path.name, "sha1": out.sha1, "layers": len(out.layers), "setting": args.setting,
+               "iters": args.iters, "data_seed": args.data_seed, "num": args.num,
+               "data": "generated" if args.data is None else str(args.data),
+               "schedule": " ".join(train.schedule_of(args).argv()), "seed": args.seed, "val_mIoU": miou,
+               "curve": [{"iter": r["iter"], "mIoU": r["mIoU"]} for r in rows],
+               "train_seconds": round(sum(r["time"] for r in steps)),
+               "curve_seconds": round(sum(r.get("seconds", 0) for r in rows)),
+               "eval_limit": args.eval_limit, "command": "gpsnet pretrain " + " ".join(getattr(args, "argv", [])),
+               "commit": (run / COMMIT_FILE).read_text().strip() if (run / COMMIT_FILE).is_file() else _commit()}
     atomic_write_text(args.out / "pretrain.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(args.out / "readme.md", model_card(summary))
     print(f"pretrain: {out.path} ({len(out.layers)} layers, sha1 {out.sha1})"
           + (f", val mIoU {100 * miou:.1f}" if miou is not None else ""), flush=True)
     return summary
 
 
+def _commit() -> str:
+    """The code's commit (``+dirty`` with uncommitted changes), or ``unknown`` outside a git checkout."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def model_card(s: dict[str, Any]) -> str:
+    """The model's card in the form of Caffe's model zoo (a readme.md with a YAML front matter)."""
+    curve = ", ".join(f"{r['iter']}: {100 * r['mIoU']:.1f}" for r in s["curve"] if r["mIoU"] is not None)
+    miou = f"{100 * s['val_mIoU']:.2f}" if s["val_mIoU"] is not None else "-"
+    return f"""---
+name: GPSNet-Caffe DeepLab-v2 VGG-16 start, {s['setting']} setting (synthetic pretraining)
+caffemodel: {s['model']}
+caffemodel_url: in this repository, beside this card
+license: same as the GPSNet-Caffe code
+sha1: {s['sha1']}
+caffe_commit: 99bd997 (BVLC Caffe), the fork built by this repository at {s['commit']}
+---
+
+# {s['model']}
+
+The project's stand-in for the paper's DeepLab-v2 ImageNet start (DESIGN.md section 9): the Feature
+Extraction + Global Parsing networks (VGG-16 DeepLab backbone, ASPP with four branches, {s['layers']} layers
+with weights, DeepLab-v2 layer names) trained alone on generated data, mapped onto every variant by
+`gpsnet init-weights --source {s['model']}` (docs/nets.md "Pretrained start").
+
+| field | value |
+|---|---|
+| command | `{s['command']}` |
+| code commit | `{s['commit']}` |
+| data | {s['data']}: {s['num']} images (split 3:1:1), generator seed {s['data_seed']} (the evaluated sets use seeds < 100) |
+| schedule | {s['schedule']}, {s['iters']} iterations, batch 2, training seed {s['seed']} |
+| wall time | {s['train_seconds']} s of training steps, {s['curve_seconds']} s of learning-curve evaluation |
+| val mIoU (global parser, {s['eval_limit']} val images of its own set) | {miou} |
+| learning curve (iteration: val mIoU %) | {curve or '-'} |
+| sha1 | `{s['sha1']}` |
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         pretrain(args)
     except train.TrainingStopped as err:

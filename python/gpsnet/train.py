@@ -1,8 +1,9 @@
 """Training: ``gpsnet train --variant ad_fuse [--small] [--data ROOT] [--iters N] [--gpu N]``.
 
-Runs the variant's solver (paper section 5.1: lr 0.001, step 50000, gamma 0.1, momentum 0.9,
-weight decay 0.0005, two images per iteration) in a run folder ``--out`` holding the patched
-``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
+Runs the variant's solver with the setting's schedule, that of its committed solver (full: the paper's,
+section 5.1, SGD lr 0.001, step 50000, gamma 0.1, 100000 iterations; small: the CPU one, Adam lr 0.002,
+poly, 1600 iterations; ``--solver``, ``--lr``, ``--lr-policy``, ``--iters`` replace it) in a run folder
+``--out`` holding the patched ``train.prototxt`` and ``solver.prototxt``, ``snapshots/``, ``log.jsonl`` (one line per
 iteration: iter, lr, time, every loss, total) and ``loss.png``. ``--resume`` continues from a
 ``.solverstate``; the data stream and the sampling layers are fast-forwarded so that the resumed
 run repeats the uninterrupted one. Faults (a non-finite loss, SIGINT/SIGTERM, a data error mid-run,
@@ -18,11 +19,9 @@ same command runs again. ``--stage NAME`` trains one stage only, as a single run
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -32,11 +31,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from gpsnet.nets.builder import (PAPER_MAX_ITER, PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, NetConfig, Schedule,
-                                 SETTINGS, add_set_arg, learning_rate, net_param_text, override, read_net_prototxt,
-                                 setting, setting_name, snapshot_name, solver_text, spec_of, variants)
-
-from gpsnet.safeio import atomic_copy, atomic_write_bytes, atomic_write_text
+from gpsnet.nets.config import SETTINGS, NetConfig, Setting, add_set_arg, chosen_setting, named_setting, override
+from gpsnet.nets.prototxt import net_param_text, read_net_prototxt, snapshot_name
+from gpsnet.nets.solver import PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, Schedule, learning_rate, solver_text
+from gpsnet.nets.variants import spec_of, variants
+from gpsnet.safeio import atomic_copy, atomic_write_text
+from gpsnet.training.curve import LearningCurve
+from gpsnet.training.patch import add_loss_guard, patch_data_layer
+from gpsnet.training.plots import plot_log
+from gpsnet.training.snapshots import Snapshotter, Staging, latest_state, snapshot_files, staging_candidates
 
 # Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -56,19 +59,26 @@ def learning_rate_arg(text: str) -> float:
     return value
 
 
-def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule, why: str) -> None:
-    """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values; ``schedule_of(args)`` reads them."""
-    ap.add_argument("--solver", choices=("SGD", "Adam"), default=default.solver,
-                    help=f"solver type (default {default.solver}: {why})")
-    ap.add_argument("--lr", type=learning_rate_arg, default=default.base_lr, help=f"base learning rate (default {default.base_lr:g})")
-    ap.add_argument("--lr-policy", choices=("step", "poly"), default=default.lr_policy,
+def add_schedule_args(ap: argparse.ArgumentParser, default: Schedule | None, why: str) -> None:
+    """``--solver``, ``--lr``, ``--lr-policy`` with ``default``'s values (None: not given, the
+    setting's schedule then fills them); ``schedule_of(args, ...)`` reads them."""
+    def said(value: str) -> str:
+        return f"default {value}: {why}" if default else f"default: {why}"
+    ap.add_argument("--solver", choices=("SGD", "Adam"), default=default and default.solver,
+                    help=f"solver type ({said(default.solver if default else '')})")
+    ap.add_argument("--lr", type=learning_rate_arg, default=default and default.base_lr,
+                    help=f"base learning rate ({said(f'{default.base_lr:g}' if default else '')})")
+    ap.add_argument("--lr-policy", choices=("step", "poly"), default=default and default.lr_policy,
                     help=f"step (the paper's: x{PAPER_STEP['gamma']:g} every {PAPER_STEP['stepsize']}) or poly "
                          f"(DeepLab-v2's, power {POLY_POWER}, to 0 at the "
-                         f"last iteration); default {default.lr_policy}")
+                         f"last iteration); {said(default.lr_policy if default else '')}")
 
 
-def schedule_of(args: "argparse.Namespace | TrainOptions") -> Schedule:
-    return Schedule(args.solver, args.lr, args.lr_policy)
+def schedule_of(args: "argparse.Namespace | TrainOptions", default: Schedule = PAPER_SCHEDULE) -> Schedule:
+    """The schedule ``--solver``, ``--lr`` and ``--lr-policy`` give; each one not given (None) is
+    ``default``'s (the setting's schedule)."""
+    return Schedule(args.solver or default.solver, default.base_lr if args.lr is None else args.lr,
+                    args.lr_policy or default.lr_policy)
 
 
 def default_cache() -> Path:
@@ -89,45 +99,6 @@ def ensure_synthetic(root: Path | None, size: int, num: int, seed: int = 0) -> P
     return out
 
 
-def net_outputs(net: Any) -> list[str]:
-    """The output blobs of a NetParameter's TRAIN net: tops no later layer reads."""
-    from caffe.proto import caffe_pb2
-    outputs: dict[str, None] = {}
-    for layer in net.layer:
-        if any(rule.HasField("phase") and rule.phase != caffe_pb2.TRAIN for rule in layer.include):
-            continue
-        for b in layer.bottom:
-            outputs.pop(b, None)
-        for t in layer.top:
-            outputs[t] = None
-    return list(outputs)
-
-
-def add_loss_guard(text: str) -> tuple[str, list[str]]:
-    """Append ``FiniteLossGuardLayer`` (reading the loss outputs) to a train prototxt: a NaN or
-    infinite loss then stops ``solver.step`` before its backward pass. Returns the text and the
-    loss names (the outputs with "loss" in their name). Its one top is a constant 0 with loss
-    weight 1: a layer outside the loss reading a loss blob would make Caffe skip that loss's
-    backward pass (Net::Init marks the blob as needing no gradient), silently training without
-    it; so the guard is "in the loss", adding 0 to it, with a backward pass that does nothing."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(text, net)
-    losses = [b for b in net_outputs(net) if "loss" in b]
-    if not losses:
-        raise ValueError("the train net has no loss output (no output blob named *loss*)")
-    guard = net.layer.add()
-    guard.name, guard.type = "finite_loss_guard", "Python"
-    guard.bottom.extend(losses)
-    guard.top.append(guard.name)
-    guard.loss_weight.append(1.0)
-    guard.python_param.module = "gpsnet.layers.finite_loss"
-    guard.python_param.layer = "FiniteLossGuardLayer"
-    guard.python_param.param_str = json.dumps({"losses": losses})
-    return text_format.MessageToString(net), losses
-
-
 def check_split_files(root: Path, split: str) -> int:
     """Every image and annotation file of a split exists and is readable (no decoding: fast);
     ``GPSDataError`` naming the first bad file. Returns the number of images."""
@@ -139,58 +110,6 @@ def check_split_files(root: Path, split: str) -> int:
             if not os.access(f, os.R_OK):
                 raise GPSDataError(f"{f}: unreadable (split {split!r})")
     return len(dataset.ids)
-
-
-def patch_data_layer(text: str, root: Path, seed: int, split: str = "train", augment: bool = True) -> str:
-    """Set the data layer's root, split and seed in a train prototxt; ``augment=False`` turns off
-    its random scaling and flipping."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(text, net)
-    found = False
-    def update(layer: Any, **values: Any) -> None:
-        params = json.loads(layer.python_param.param_str or "{}")
-        params.update(values)
-        layer.python_param.param_str = json.dumps(params, sort_keys=True)
-
-    for layer in net.layer:
-        kind = layer.python_param.layer if layer.type == "Python" else None
-        if kind == "GPSDataLayer":
-            update(layer, root=str(root), seed=seed, split=split,
-                   **({} if augment else dict(scales=[1.0, 1.0], mirror=False)))
-            found = True
-        elif kind == "ClassWeightsLayer":   # the class weights follow the data the net trains on
-            update(layer, root=str(root), split=split)
-    if not found:
-        raise ValueError("the train net has no GPSDataLayer")
-    return text_format.MessageToString(net)
-
-
-def plot_log(log_path: Path, png: Path) -> None:
-    """Loss curves (every loss and the total) of a log.jsonl."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return
-    keys = [k for k in rows[-1] if k.startswith("loss") or k == "total"]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    its = [r["iter"] for r in rows]
-    for k in keys:
-        vals = [r.get(k, float("nan")) for r in rows]
-        w = max(1, len(vals) // 50)
-        smooth = [sum(vals[max(0, i - w + 1):i + 1]) / len(vals[max(0, i - w + 1):i + 1]) for i in range(len(vals))]
-        ax.plot(its, smooth, label=k, linewidth=2 if k == "total" else 1)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (moving average)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
 
 
 def fast_forward(net: Any, iters: int) -> None:
@@ -226,12 +145,12 @@ class TrainOptions:
     synthetic_num: int = 200            # images of that synthetic set
     weights: str | None = None          # initial .caffemodel(s, joined by commas), copied by layer name
     resume: str | None = None           # a .solverstate to continue from
-    iters: int | None = None            # train up to this iteration (None: PAPER_MAX_ITER)
+    iters: int | None = None            # train up to this iteration (None: the setting's max_iter)
     snapshot_every: int = 0             # 0: only at the end
     time_limit: float = 0.0             # seconds of training, then stop with a snapshot (0: none)
-    solver: str = PAPER_SCHEDULE.solver
-    lr: float = PAPER_SCHEDULE.base_lr
-    lr_policy: str = PAPER_SCHEDULE.lr_policy
+    solver: str | None = None           # the schedule (None: the setting's, Setting.schedule)
+    lr: float | None = None
+    lr_policy: str | None = None
     gpu: int | None = None
     out: Path | None = None             # run folder (None: runs/<variant>[-<setting>])
     seed: int = 0
@@ -262,12 +181,16 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--weights", help="initial .caffemodel, copied by layer name (several: joined by commas, "
                                       "later ones replacing earlier ones' layers, as Caffe's -weights)")
     ap.add_argument("--resume", help="a .solverstate to continue from")
-    ap.add_argument("--iters", type=int, default=d.iters, help=f"train up to this iteration (default {PAPER_MAX_ITER})")
+    ap.add_argument("--iters", type=int, default=d.iters,
+                    help="train up to this iteration (default: the setting's, as its committed solver: "
+                         + ", ".join(f"{n} {named_setting(n).max_iter}" for n in SETTINGS) + ")")
     ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every, help="snapshot period (0: only at the end)")
     ap.add_argument("--time-limit", type=float, default=d.time_limit,
                     help="stop (learning-curve point and snapshot included) after this many seconds of "
                          "training; --resume continues the same schedule (0: no limit)")
-    add_schedule_args(ap, PAPER_SCHEDULE, "the paper's; Adam for short runs from random init, e.g. the demo")
+    add_schedule_args(ap, None, "the setting's, as its committed solver: "
+                      + "; ".join(f"{n} {s.solver} {s.base_lr:g} {s.lr_policy}"
+                                  for n, s in ((n, named_setting(n).schedule) for n in SETTINGS)))
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=d.seed)
@@ -287,176 +210,12 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     return TrainOptions(**vars(ap.parse_args(argv)))
 
 
-def plot_curve(rows: list[dict[str, Any]], png: Path) -> None:
-    """The learning curve: AP^p at 0.5, avg.AP and box recall (%) against iterations."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    its = [r["iter"] for r in rows]
-    for key, label in (("AP50", "AP$^p$ at 0.5"), ("avg_AP", "avg.AP"), ("mIoU", "global mIoU"),
-                       ("box_recall", "person box recall (IoU 0.5)")):
-        vals = [100 * r[key] if r.get(key) is not None else float("nan") for r in rows]
-        ax.plot(its, vals, marker="o", label=label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    split = rows[-1].get("split", "val") if rows else "val"
-    ax.set_title(f"learning curve on the {split} split")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-
-
-class LearningCurve:
-    """Evaluates the training net's current weights on a split (the variant's test net shares
-    them) and keeps ``curve.json`` / ``curve.png`` in the run folder."""
-
-    def __init__(self, solver_net: Any, variant: str, cfg: NetConfig, test_net_text: str,
-                 root: Path, split: str, limit: int, out: Path, gpu: int | None = None,
-                 other_weights: tuple[Path, ...] = ()) -> None:
-        from gpsnet.infer import Predictor
-        # the same mode as the solver: Predictor sets Caffe's (process-wide) mode, and a CPU-mode
-        # predictor would switch a GPU run's later solver steps to the CPU
-        self.predictor = Predictor(variant, None, cfg, net_text_override=test_net_text, gpu=gpu)
-        for path in other_weights:   # a stage's run: the test net's layers of the other stages
-            self.predictor.net.copy_from(str(path))
-        self.predictor.net.share_with(solver_net)
-        self.root, self.split, self.limit, self.out = root, split, limit, out
-        self.rows: list[dict[str, Any]] = []
-
-    def __call__(self, it: int) -> dict[str, Any]:
-        from gpsnet.evaluate_net import evaluate_predictor
-        t0 = time.time()
-        res = evaluate_predictor(self.predictor, self.root, self.split, self.limit)
-        row = {"iter": it, "split": self.split, "AP50": res["AP"]["0.5"], "avg_AP": res["avg_AP"],
-               "PCP": res["PCP"], "mIoU": res["mIoU"], "box_recall": res["box_recall"],
-               "images": res["num_images"], "seconds": round(time.time() - t0, 2)}
-        self.rows.append(row)
-        atomic_write_text(self.out / "curve.json", json.dumps(self.rows, indent=1) + "\n")
-        plot_curve(self.rows, self.out / "curve.png")
-        print(f"eval  {it:6d}  {self.split} ({row['images']} images): AP0.5 {100 * row['AP50']:.1f}  "
-              f"avg.AP {100 * row['avg_AP']:.1f}  box recall {100 * row['box_recall']:.1f}"
-              + (f"  mIoU {100 * row['mIoU']:.1f}" if row["mIoU"] is not None else "")
-              + f"  ({row['seconds']:.0f}s)", flush=True)
-        return row
-
-
 class TrainingStopped(RuntimeError):
     """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code."""
 
     def __init__(self, message: str, rc: int) -> None:
         super().__init__(message)
         self.rc = rc
-
-
-def staging_candidates(out: Path) -> list[Path]:
-    """Folders Caffe may write a snapshot into before it is published into the run folder, best
-    first: memory-backed /dev/shm, the system's temporary folder, the run folder's own disk."""
-    return [Path("/dev/shm"), Path(tempfile.gettempdir()), out / "snapshots"]
-
-
-def free_bytes(folder: Path) -> int:
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize
-
-
-def snapshot_bytes(net: Any, solver_type: str) -> int:
-    """An upper bound of a snapshot's size: the weights (every layer's, shared ones included: the
-    .caffemodel holds them per layer), plus the solver's history of the learnable params (SGD: one
-    copy, Adam: two), plus 1 MiB of structure."""
-    from gpsnet.weights import owned_params
-    weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
-    history = sum(b.data.nbytes for blobs in owned_params(net).values() for b in blobs)
-    return weights + history * (2 if solver_type == "Adam" else 1) + (1 << 20)
-
-
-class Staging:
-    """The folder Caffe snapshots into: ``link``, a symbolic link (the solver's snapshot_prefix
-    lies under it) re-pointed before each snapshot at a private folder in the first candidate
-    with room for it. Caffe aborts the process on a failed write (``Check failed:
-    proto.SerializeToOstream``), so the room is checked first: none anywhere is a ``WriteFailed``
-    (ENOSPC) naming the run's snapshot folder, raised before Caffe writes anything."""
-
-    def __init__(self, root: Path, candidates: list[Path]) -> None:
-        self.link = root / "stage"
-        self.candidates = candidates
-        self.made: dict[Path, Path] = {}   # candidate -> its private folder
-        self.point(0)
-
-    def point(self, need: int) -> Path:
-        from gpsnet.safeio import WriteFailed
-        for folder in self.candidates:
-            if folder.is_dir() and os.access(folder, os.W_OK) and free_bytes(folder) >= need:
-                if folder not in self.made:
-                    self.made[folder] = Path(tempfile.mkdtemp(prefix=".gpsnet-stage-", dir=folder))
-                tmp_link = self.link.with_name("stage.new")
-                tmp_link.unlink(missing_ok=True)
-                tmp_link.symlink_to(self.made[folder])
-                os.replace(tmp_link, self.link)
-                return self.made[folder]
-        raise WriteFailed(self.candidates[-1], OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
-                                                       f"needs about {-(-need >> 20)} MiB; none of "
-                                                       f"{[str(c) for c in self.candidates]} has it)"))
-
-    def close(self) -> None:
-        for private in self.made.values():
-            shutil.rmtree(private, ignore_errors=True)
-
-
-def publish(staged: Path, final: Path) -> None:
-    """Move a complete staged file to its final name: a rename on the same file system, else an
-    atomic copy (``gpsnet.safeio``)."""
-    if os.stat(staged).st_dev == os.stat(final.parent).st_dev:
-        os.replace(staged, final)
-    else:
-        atomic_copy(staged, final)
-
-
-def snapshot_files(prefix: Path, it: int) -> tuple[Path, Path]:
-    """Caffe's snapshot names at iteration ``it``: ``<prefix>_iter_<it>.caffemodel`` and ``.solverstate``."""
-    return Path(f"{prefix}_iter_{it}.caffemodel"), Path(f"{prefix}_iter_{it}.solverstate")
-
-
-class Snapshotter:
-    """Snapshots of a solver whose ``snapshot_prefix`` lies in ``staging.link``: ``save()`` lets
-    Caffe write there (in a folder with room, see ``Staging``), then publishes the .caffemodel and
-    the .solverstate (its ``learned_net`` set to the final .caffemodel) into the run folder: the
-    final names never hold a partial file, and a failed write is a ``WriteFailed`` naming the path
-    and the errno."""
-
-    def __init__(self, solver: Any, staging: Staging, prefix: Path, solver_type: str) -> None:
-        self.solver, self.staging, self.prefix, self.solver_type = solver, staging, prefix, solver_type
-        self.saved: dict[int, Path] = {}   # iteration -> .caffemodel written by this run
-
-    def last_before(self, it: int) -> Path | None:
-        """The latest snapshot of this run taken before iteration ``it``."""
-        earlier = [i for i in self.saved if i < it]
-        return self.saved[max(earlier)] if earlier else None
-
-    def paths(self, it: int) -> tuple[Path, Path]:
-        return snapshot_files(self.prefix, it)
-
-    def save(self) -> Path:
-        from caffe.proto import caffe_pb2
-        folder = self.staging.point(snapshot_bytes(self.solver.net, self.solver_type))
-        it = self.solver.iter
-        self.solver.snapshot()
-        staged_model, staged_state = snapshot_files(folder / self.prefix.name, it)
-        model, state_path = self.paths(it)
-        try:
-            publish(staged_model, model)
-            state = caffe_pb2.SolverState()
-            state.ParseFromString(staged_state.read_bytes())
-            state.learned_net = str(model)
-            atomic_write_bytes(state_path, state.SerializeToString())
-        finally:
-            staged_model.unlink(missing_ok=True)
-            staged_state.unlink(missing_ok=True)
-        self.saved[it] = model
-        return model
 
 
 @contextmanager
@@ -484,6 +243,15 @@ def stop_requests() -> Iterator[list[int]]:
         restore()
 
 
+def settle(args: TrainOptions) -> tuple[Setting, TrainOptions]:
+    """The setting ``args`` chooses (``--setting`` / ``--small``), and ``args`` with what it leaves to
+    the setting filled in: the schedule (``--solver``, ``--lr``, ``--lr-policy``) and ``--iters``, those
+    of the setting's committed solver."""
+    chosen = chosen_setting(args.setting, args.small)
+    return chosen, replace(args, iters=chosen.max_iter if args.iters is None else args.iters).with_schedule(
+        schedule_of(args, chosen.schedule))
+
+
 def run_folder(args: TrainOptions, name: str) -> Path:
     """``--out``, or ``runs/<variant>[-<setting>]``."""
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
@@ -492,32 +260,122 @@ def run_folder(args: TrainOptions, name: str) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class PlannedNet:
+    """One net of a run's stage plan: a stage of a variant trained in stages, or the run's one net
+    (``stage``: None, or the one ``--stage`` names)."""
+    stage: str | None
+    out: Path                        # its run folder
+    start_from: str | None = None    # the stage whose final weights it starts from, their layers frozen
+    last: bool = True                # the last of the plan: the one with the learning curve
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The nets ``train`` runs, in order. ``staged``: a variant the paper builds from separately
+    trained nets, without ``--stage`` or ``--net``: each stage in ``<out>/<stage>/``, a finished one
+    kept, an interrupted one resumed, then their final weights merged for the test net (module
+    docstring); else a single net in ``out``, a plan of one."""
+    out: Path
+    nets: tuple[PlannedNet, ...]
+    staged: bool
+
+
+def stage_plan(args: TrainOptions, setting_name: str) -> StagePlan:
+    spec = spec_of(args.variant)
+    out = run_folder(args, setting_name)
+    if args.stage is not None or args.net or not spec.stages:
+        return StagePlan(out, (PlannedNet(args.stage, out),), staged=False)
+    return StagePlan(out, tuple(PlannedNet(st.name, out / st.name, st.start_from, last=i == len(spec.stages) - 1)
+                                for i, st in enumerate(spec.stages)), staged=True)
+
+
 def train(args: TrainOptions, cfg: NetConfig | None = None,
           curve_weights: list[Path] | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
     learning-curve rows}. ``cfg`` replaces the setting's NetConfig (with ``--net``/``--test-net``);
     ``args.overrides`` (``--set``) apply on top of either.
     A run stopped early raises ``TrainingStopped`` (after a snapshot where the weights are good).
-    A variant trained in stages, without ``--stage`` or ``--net``: ``train_stages``.
+    A variant trained in stages, without ``--stage`` or ``--net``: every stage (``stage_plan``), then
+    the merged model, plus ``stages``: stage -> its model.
     ``curve_weights``: the learning curve's weights of the test net's layers the train net lacks
     (default: ``--weights``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    name = setting_name(args.setting, args.small)
-    cfg = override(cfg or setting(name), args.overrides)   # a bad --set fails before anything starts
+    chosen, args = settle(args)
+    cfg = override(cfg or chosen.cfg, args.overrides)   # a bad --set fails before anything starts
     import caffe
     from gpsnet.device import use_device
-    from gpsnet.weights import weight_files
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    iters = PAPER_MAX_ITER if args.iters is None else args.iters
     spec = spec_of(args.variant)
     if args.stage is not None:
         start = spec.stage(args.stage).start_from   # (an unknown stage is named with the variant's stages)
         if start and not args.weights and not args.resume:
             print(f"warning: stage {args.stage} of {args.variant} starts from stage {start}'s trained weights and "
                   f"keeps them frozen; without --weights they stay at their random fillers", file=sys.stderr)
-    elif spec.stages and not args.net:
-        return train_stages(args, cfg, name, iters)
-    out = run_folder(args, name)
+    elif spec.stages and not args.net and args.resume:
+        raise ValueError(f"--resume: {args.variant} trains in stages ({', '.join(spec.train_stages)}): run the "
+                         "same command again to continue (finished stages are kept, an interrupted one resumes "
+                         "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
+    plan = stage_plan(args, chosen.name)
+    if not plan.staged:
+        return train_net(args, cfg, chosen.name, curve_weights)
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    models: dict[str, Path] = {}
+    last: dict[str, Any] = {}
+    for i, net in enumerate(plan.nets, start=1):
+        assert net.stage is not None
+        head = f"stage {i}/{len(plan.nets)} {net.stage}"
+        prefix = snapshot_name(args.variant, net.stage)
+        final = snapshot_files(net.out / "snapshots" / prefix, args.iters)[0]
+        if final.is_file() and not args.overwrite:
+            print(f"{head}: trained before ({final})", flush=True)
+            models[net.stage] = final
+            continue
+        starts = [*([args.weights] if args.weights else []), *([str(models[net.start_from])] if net.start_from else [])]
+        resume = (latest_state(net.out / "snapshots", prefix)
+                  if not args.overwrite and (net.out / "log.jsonl").is_file() else None)
+        print(f"{head}: run folder {net.out}"
+              + (f"; starts from stage {net.start_from} ({models[net.start_from]}), its layers frozen"
+                 if net.start_from else "")
+              + (f"; resumes {resume}" if resume else ""), flush=True)
+        last = train_net(replace(args, stage=net.stage, out=net.out, data=root, weights=",".join(starts) or None,
+                                 resume=str(resume) if resume else None, overrides=None,   # (in cfg)
+                                 eval_every=args.eval_every if net.last else 0),
+                         cfg, chosen.name, curve_weights=[*(Path(w) for w in starts), *models.values()])
+        models[net.stage] = last["snapshot"]
+    merged = merge_stages(args.variant, cfg, models, snapshot_files(plan.out / "snapshots" / args.variant, args.iters)[0])
+    return {"losses": {}, "curve": [], **last, "snapshot": merged, "out": plan.out, "data": root, "stages": models,
+            "log": last.get("log", plan.nets[-1].out / "log.jsonl")}
+
+
+def merge_stages(variant: str, cfg: NetConfig, models: dict[str, Path], dest: Path) -> Path:
+    """The test net holds every stage's layers: each stage's final weights (``models``, in training
+    order) loaded into it and saved as ``dest``."""
+    import caffe
+    from gpsnet.weights import load_weights
+    with tempfile.TemporaryDirectory(prefix="gpsnet-merge-") as tmp:
+        test_net = Path(tmp) / "test.prototxt"
+        test_net.write_text(net_param_text(variant, cfg, False))
+        net = caffe.Net(str(test_net), caffe.TEST)
+        report = load_weights(net, ",".join(str(m) for m in models.values()), quiet=True)
+        if report.left:
+            raise ValueError(f"{variant}: the stages' weights leave {report.left} of the test net unset")
+        merged_tmp = Path(tmp) / "merged.caffemodel"
+        net.save(str(merged_tmp))
+        del net
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        merged = atomic_copy(merged_tmp, dest)
+    print(f"merged the stages' weights ({', '.join(models)}) for the test net: {merged}", flush=True)
+    return merged
+
+
+def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
+              curve_weights: list[Path] | None = None) -> dict[str, Any]:
+    """``train`` of one net (``args`` settled, ``cfg`` with its overrides): the run folder, the patched
+    train net and the solver set up, then the ``Run``'s loop."""
+    import caffe
+    from gpsnet.weights import weight_files
+    out = run_folder(args, setting_name)
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
                          "--resume to continue it, or another --out")
@@ -525,7 +383,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     for what, path in [*(("--weights", p) for p in starts), ("--resume", args.resume)]:
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path}: no such file")
-    text = net_param_text(args.variant, cfg, True, args.net, name == "small", args.stage)
+    text = net_param_text(args.variant, cfg, True, args.net, args.stage)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     n_train = check_split_files(root, "train")
     text, loss_names = add_loss_guard(patch_data_layer(text, root.resolve(), args.seed,
@@ -536,29 +394,28 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
         for old in [*(out / "snapshots").glob("*.caffemodel"), *(out / "snapshots").glob("*.solverstate"),
                     out / "curve.json", out / "curve.png", out / "loss.png"]:
             old.unlink(missing_ok=True)
-    train_net = out / "train.prototxt"
-    atomic_write_text(train_net, text)
+    train_net_path = out / "train.prototxt"
+    atomic_write_text(train_net_path, text)
     prefix = (out / "snapshots" / snapshot_name(args.variant, args.stage)).resolve()
-    schedule = dict(schedule=schedule_of(args), max_iter=max(iters, 1), seed=args.seed)
+    schedule = dict(schedule=schedule_of(args), max_iter=max(args.iters, 1), seed=args.seed)
     # The run folder's solver.prototxt is for `caffe train` (snapshots into the run folder); the
     # one the run uses snapshots only when told, into the staging folder (see Snapshotter).
-    solver_path = out / "solver.prototxt"
-    atomic_write_text(solver_path, solver_text(str(train_net.resolve()), str(prefix),
-                                               snapshot=args.snapshot_every, **schedule))
+    atomic_write_text(out / "solver.prototxt", solver_text(str(train_net_path.resolve()), str(prefix),
+                                                          snapshot=args.snapshot_every, **schedule))
     caffe.set_random_seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
         work = Path(work_dir)
         staging = Staging(work, staging_candidates(out))
         try:
             staged_solver = work / "solver.prototxt"
-            staged_solver.write_text(solver_text(str(train_net.resolve()), str(staging.link / prefix.name),
+            staged_solver.write_text(solver_text(str(train_net_path.resolve()), str(staging.link / prefix.name),
                                                  snapshot=0, **schedule))
             with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
                 solver = caffe.get_solver(str(staged_solver))
                 try:
-                    return _run(args, solver, Snapshotter(solver, staging, prefix, args.solver), signals, out,
-                                root, n_train, name, cfg, iters, loss_names, work,
-                                starts if curve_weights is None else curve_weights)
+                    return Run(args, cfg, setting_name, out, root, n_train, loss_names, solver,
+                               Snapshotter(solver, staging, prefix, args.solver), signals, work,
+                               starts if curve_weights is None else curve_weights).loop()
                 finally:
                     close_net(solver.net)
                     del solver
@@ -566,160 +423,140 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
             staging.close()
 
 
-def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int], out: Path, root: Path,
-         n_train: int, name: str, cfg: NetConfig, iters: int, loss_names: list[str], work: Path,
-         curve_weights: list[Path]) -> dict[str, Any]:
-    """The training loop of ``train`` (its solver set up; ``signals``: from ``stop_requests``;
-    ``work``: a private temporary folder)."""
-    from gpsnet.data.layout import GPSDataError
-    from gpsnet.layers.finite_loss import NonFiniteLoss
-    from gpsnet.safeio import WriteFailed
-    from gpsnet.weights import load_weights, resumable_state
-    if args.weights:
-        load_weights(solver.net, args.weights)
-    start = 0
-    log_path = out / "log.jsonl"
-    if args.resume:
-        solver.restore(str(resumable_state(args.resume, solver.net, args.solver, work)))
-        start = solver.iter
-        fast_forward(solver.net, start)
-        rows = [r for r in (log_path.read_text().splitlines() if log_path.is_file() else [])
+@dataclass
+class Run:
+    """One net's training run: what its loop reads (``args`` settled; ``signals`` from
+    ``stop_requests``; ``work`` a private temporary folder) and the solver it steps."""
+    args: TrainOptions
+    cfg: NetConfig
+    setting_name: str
+    out: Path
+    root: Path
+    n_train: int
+    loss_names: list[str]
+    solver: Any
+    snaps: Snapshotter
+    signals: list[int]
+    work: Path
+    curve_weights: list[Path]
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "log.jsonl"
+
+    def start(self) -> int:
+        """Load ``--weights`` or restore ``--resume`` (data stream and sampling layers fast-forwarded,
+        the log cut at it); returns the first iteration."""
+        from gpsnet.weights import load_weights, resumable_state
+        args = self.args
+        if args.weights:
+            load_weights(self.solver.net, args.weights)
+        if not args.resume:
+            atomic_write_text(self.log_path, "")
+            return 0
+        self.solver.restore(str(resumable_state(args.resume, self.solver.net, args.solver, self.work)))
+        start = self.solver.iter
+        fast_forward(self.solver.net, start)
+        rows = [r for r in (self.log_path.read_text().splitlines() if self.log_path.is_file() else [])
                 if r.strip() and json.loads(r)["iter"] < start]
-        atomic_write_text(log_path, "".join(r + "\n" for r in rows))
-    else:
-        atomic_write_text(log_path, "")
-    what = args.variant + (f" stage {args.stage}" if args.stage else "")
-    print(f"training {what} ({name}) on {root} ({n_train} train images): iterations {start} -> {iters}, "
-          f"run folder {out}", flush=True)
-    last: dict[str, Any] = {}
-    curve = None
-    if args.eval_every:
+        atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
+        return start
+
+    def learning_curve(self, start: int) -> LearningCurve | None:
+        """``--eval-every``: the test net sharing the solver's weights (a resumed run keeps its earlier points)."""
+        args = self.args
+        if not args.eval_every:
+            return None
         test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
-                     else net_param_text(args.variant, cfg, False, None, name == "small"))
-        curve = LearningCurve(solver.net, args.variant, cfg, test_text, root, args.eval_split,
-                              args.eval_limit, out, gpu=args.gpu, other_weights=tuple(curve_weights))
-        if args.resume and (out / "curve.json").is_file():   # the resumed run's earlier points
-            curve.rows = [r for r in json.loads((out / "curve.json").read_text()) if r["iter"] <= start]
-    t_start = time.time()
-    t_eval = 0.0
-    stopped: TrainingStopped | None = None
-    with log_path.open("a") as log:
-        while solver.iter < iters:
-            if signals:
-                stopped = TrainingStopped(f"stopped by {signal.Signals(signals[0]).name} at iteration "
-                                          f"{solver.iter}", 128 + signals[0])
-                break
-            if args.time_limit and time.time() - t_start >= args.time_limit:
-                print(f"time limit: stopping at iteration {solver.iter} of {iters} after "
-                      f"{time.time() - t_start:.0f}s (--resume the snapshot to continue)", flush=True)
-                break
-            if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
-                t0 = time.time()
-                curve(solver.iter)
-                t_eval += time.time() - t0
-            it = solver.iter
-            t0 = time.time()
-            try:
-                solver.step(1)
-            except NonFiniteLoss as err:
-                # The weights that gave this loss came from the last update: no snapshot of them, and
-                # a snapshot taken at this iteration holds them.
-                good = snaps.last_before(it)
-                kept = (f"the last good snapshot (weights that gave a finite loss) is {good}" if good else
-                        "no good snapshot was written (--snapshot-every N keeps one every N iterations)")
-                raise TrainingStopped(f"iteration {it}: {err}; stopped before its backward pass (lower --lr); "
-                                      f"{kept}", RC_NON_FINITE) from None
-            except (GPSDataError, OSError) as err:
-                stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
-                break
-            row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, args.lr, args.lr_policy, max(iters, 1)),
-                                   "time": round(time.time() - t0, 4)}
-            for k in loss_names:
-                row[k] = float(solver.net.blobs[k].data.reshape(-1)[0])
-            row["total"] = sum(row[k] for k in loss_names)
-            try:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-            except OSError as err:
-                raise WriteFailed(log_path, err) from err
-            last = row
-            if args.display and (it % args.display == 0 or solver.iter == iters):
-                eta = (time.time() - t_start - t_eval) / (solver.iter - start) * (iters - solver.iter)
-                losses = " ".join(f"{k}={row[k]:.3f}" for k in loss_names)
-                print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
-                      f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
-            if args.snapshot_every and solver.iter % args.snapshot_every == 0 and solver.iter < iters:
-                print(f"snapshot {snaps.save()}", flush=True)
-    if curve is not None and stopped is None:
-        curve(solver.iter)
-    model = snaps.save()
-    plot_log(log_path, out / "loss.png")
-    if stopped is not None:
-        raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {snaps.paths(solver.iter)[1]} continues); "
-                              f"log {log_path}", stopped.rc)
-    print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
-    return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
-            "curve": curve.rows if curve is not None else []}
+                     else net_param_text(args.variant, self.cfg, False))
+        curve = LearningCurve(self.solver.net, args.variant, self.cfg, test_text, self.root, args.eval_split,
+                              args.eval_limit, self.out, gpu=args.gpu, other_weights=tuple(self.curve_weights))
+        if args.resume and (self.out / "curve.json").is_file():
+            curve.rows = [r for r in json.loads((self.out / "curve.json").read_text()) if r["iter"] <= start]
+        return curve
 
+    def step(self) -> dict[str, Any]:
+        """One solver step; its log row (iter, lr, time, every loss, total). A non-finite loss is a
+        ``TrainingStopped`` naming the last good snapshot; a data error propagates."""
+        from gpsnet.layers.finite_loss import NonFiniteLoss
+        it = self.solver.iter
+        t0 = time.time()
+        try:
+            self.solver.step(1)
+        except NonFiniteLoss as err:
+            # The weights that gave this loss came from the last update: no snapshot of them, and
+            # a snapshot taken at this iteration holds them.
+            good = self.snaps.last_before(it)
+            kept = (f"the last good snapshot (weights that gave a finite loss) is {good}" if good else
+                    "no good snapshot was written (--snapshot-every N keeps one every N iterations)")
+            raise TrainingStopped(f"iteration {it}: {err}; stopped before its backward pass (lower --lr); "
+                                  f"{kept}", RC_NON_FINITE) from None
+        row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, self.args.lr, self.args.lr_policy,
+                                                                max(self.args.iters, 1)),
+                               "time": round(time.time() - t0, 4)}
+        for k in self.loss_names:
+            row[k] = float(self.solver.net.blobs[k].data.reshape(-1)[0])
+        row["total"] = sum(row[k] for k in self.loss_names)
+        return row
 
-def latest_state(folder: Path, prefix: str) -> Path | None:
-    """The ``<prefix>_iter_<N>.solverstate`` in ``folder`` with the largest N."""
-    states = [(int(p.stem.rsplit("_iter_", 1)[1]), p) for p in folder.glob(f"{prefix}_iter_*.solverstate")
-              if p.stem.rsplit("_iter_", 1)[1].isdigit()]
-    return max(states)[1] if states else None
-
-
-def train_stages(args: TrainOptions, cfg: NetConfig, name: str, iters: int) -> dict[str, Any]:
-    """``train`` of a variant trained in stages (``cfg``, setting ``name`` and ``iters`` as ``train``
-    made them): the stages one after the other (module docstring), then their final weights merged
-    for the test net. Returns ``train``'s dict for the whole variant (the log, losses and curve of
-    the last stage; ``snapshot`` the merged model) plus ``stages``: stage -> its model."""
-    from gpsnet.weights import load_weights
-    spec = spec_of(args.variant)
-    if args.resume:
-        raise ValueError(f"--resume: {args.variant} trains in stages ({', '.join(spec.train_stages)}): run the "
-                         "same command again to continue (finished stages are kept, an interrupted one resumes "
-                         "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
-    out = run_folder(args, name)
-    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
-    models: dict[str, Path] = {}
-    last: dict[str, Any] = {}
-    for i, st in enumerate(spec.stages, start=1):
-        sub = out / st.name
-        prefix = snapshot_name(args.variant, st.name)
-        final = snapshot_files(sub / "snapshots" / prefix, iters)[0]
-        if final.is_file() and not args.overwrite:
-            print(f"stage {i}/{len(spec.stages)} {st.name}: trained before ({final})", flush=True)
-            models[st.name] = final
-            continue
-        starts = [*([args.weights] if args.weights else []), *([str(models[st.start_from])] if st.start_from else [])]
-        resume = latest_state(sub / "snapshots", prefix) if not args.overwrite and (sub / "log.jsonl").is_file() else None
-        print(f"stage {i}/{len(spec.stages)} {st.name}: run folder {sub}"
-              + (f"; starts from stage {st.start_from} ({models[st.start_from]}), its layers frozen" if st.start_from else "")
-              + (f"; resumes {resume}" if resume else ""), flush=True)
-        last = train(replace(args, stage=st.name, out=sub, data=root, weights=",".join(starts) or None,
-                             resume=str(resume) if resume else None, overrides=None,   # (in cfg)
-                             eval_every=args.eval_every if i == len(spec.stages) else 0),
-                     cfg, curve_weights=[*(Path(w) for w in starts), *models.values()])
-        models[st.name] = last["snapshot"]
-    # The test net holds every stage's layers: each stage's final weights, in training order.
-    import caffe
-    with tempfile.TemporaryDirectory(prefix="gpsnet-merge-") as tmp:
-        test_net = Path(tmp) / "test.prototxt"
-        test_net.write_text(net_param_text(args.variant, cfg, False, None, name == "small"))
-        net = caffe.Net(str(test_net), caffe.TEST)
-        report = load_weights(net, ",".join(str(m) for m in models.values()), quiet=True)
-        if report.left:
-            raise ValueError(f"{args.variant}: the stages' weights leave {report.left} of the test net unset")
-        merged_tmp = Path(tmp) / "merged.caffemodel"
-        net.save(str(merged_tmp))
-        del net
-        (out / "snapshots").mkdir(parents=True, exist_ok=True)
-        merged = atomic_copy(merged_tmp, snapshot_files(out / "snapshots" / args.variant, iters)[0])
-    print(f"merged the stages' weights ({', '.join(models)}) for the test net: {merged}", flush=True)
-    return {"losses": {}, "curve": [], **last, "snapshot": merged, "out": out, "data": root, "stages": models,
-            "log": last.get("log", out / spec.stages[-1].name / "log.jsonl")}
-
+    def loop(self) -> dict[str, Any]:
+        """Step the solver to ``--iters`` (or a stop: a signal, the time limit, a data error), logging
+        every step, with the learning curve and periodic snapshots; then the final snapshot and plot."""
+        from gpsnet.data.layout import GPSDataError
+        from gpsnet.safeio import WriteFailed
+        args, solver, iters = self.args, self.solver, self.args.iters
+        start = self.start()
+        what = args.variant + (f" stage {args.stage}" if args.stage else "")
+        print(f"training {what} ({self.setting_name}) on {self.root} ({self.n_train} train images): iterations "
+              f"{start} -> {iters}, run folder {self.out}", flush=True)
+        last: dict[str, Any] = {}
+        curve = self.learning_curve(start)
+        t_start = time.time()
+        t_eval = 0.0
+        stopped: TrainingStopped | None = None
+        with self.log_path.open("a") as log:
+            while solver.iter < iters:
+                if self.signals:
+                    stopped = TrainingStopped(f"stopped by {signal.Signals(self.signals[0]).name} at iteration "
+                                              f"{solver.iter}", 128 + self.signals[0])
+                    break
+                if args.time_limit and time.time() - t_start >= args.time_limit:
+                    print(f"time limit: stopping at iteration {solver.iter} of {iters} after "
+                          f"{time.time() - t_start:.0f}s (--resume the snapshot to continue)", flush=True)
+                    break
+                if curve is not None and solver.iter % args.eval_every == 0 and solver.iter > start:
+                    t0 = time.time()
+                    curve(solver.iter)
+                    t_eval += time.time() - t0
+                it = solver.iter
+                try:
+                    row = self.step()
+                except (GPSDataError, OSError) as err:
+                    stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
+                    break
+                try:
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                except OSError as err:
+                    raise WriteFailed(self.log_path, err) from err
+                last = row
+                if args.display and (it % args.display == 0 or solver.iter == iters):
+                    eta = (time.time() - t_start - t_eval) / (solver.iter - start) * (iters - solver.iter)
+                    losses = " ".join(f"{k}={row[k]:.3f}" for k in self.loss_names)
+                    print(f"iter {it:6d}  total={row['total']:.3f}  {losses}  lr={row['lr']:g}  "
+                          f"{row['time']:.2f}s/it  eta {eta:.0f}s", flush=True)
+                if args.snapshot_every and solver.iter % args.snapshot_every == 0 and solver.iter < iters:
+                    print(f"snapshot {self.snaps.save()}", flush=True)
+        if curve is not None and stopped is None:
+            curve(solver.iter)
+        model = self.snaps.save()
+        plot_log(self.log_path, self.out / "loss.png")
+        if stopped is not None:
+            raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {self.snaps.paths(solver.iter)[1]} "
+                                  f"continues); log {self.log_path}", stopped.rc)
+        print(f"snapshot {model}; log {self.log_path}; curve {self.out / 'loss.png'}", flush=True)
+        return {"log": self.log_path, "snapshot": model, "losses": last, "out": self.out, "data": self.root,
+                "curve": curve.rows if curve is not None else []}
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)

@@ -51,7 +51,7 @@ def main() -> int:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"profile-{args.setting}-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     net_path = work / "train.prototxt"
-    net_path.write_text(patch_data_layer(net_param_text(args.variant, cfg, True, None, args.setting == "small", args.stage),
+    net_path.write_text(patch_data_layer(net_param_text(args.variant, cfg, True, None, args.stage),
                                          root.resolve(), 0))
     solver_path = work / "solver.prototxt"
     solver_path.write_text(solver_text(str(net_path), str(work / "snap"), Schedule(args.solver, args.lr, "step"),

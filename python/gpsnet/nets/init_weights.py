@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
-                                 setting, setting_name, variants)
+                                 chosen_setting, variants)
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -337,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave the ASPP class layers (fc8_i) at their fillers even where the source has them "
                          "(docs/nets.md 'Pretrained start': copying them is the measured default)")
     args = ap.parse_args(argv)
-    name = setting_name(args.setting, args.small)
     try:
-        init_weights(args.source, args.variant, setting(name), args.out, args.seed, classes=args.classes)
+        init_weights(args.source, args.variant, chosen_setting(args.setting, args.small).cfg, args.out, args.seed,
+                     classes=args.classes)
     except (FileNotFoundError, WeightsError) as err:
         print(f"gpsnet init-weights: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,221 @@
+"""The nets' configuration: ``NetConfig`` (everything that differs between settings), ``--set KEY=VALUE``
+overrides of it, and the named settings (``Setting``: NetConfig, schedule, iterations, committed folder)
+that every command's ``--setting`` / ``--small`` selects."""
+from __future__ import annotations
+
+import argparse
+import typing
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gpsnet.data.batch import DEEPLAB_MEAN_BGR
+from gpsnet.geometry import ROI_ALIGNED, ROI_SAMPLING_RATIO
+from gpsnet.nets.solver import CPU_MAX_ITER, CPU_SCHEDULE, PAPER_MAX_ITER, PAPER_SCHEDULE, Schedule
+
+DEFAULT_DATA_ROOT = "data/synthetic"
+
+TRAIN_FACES: tuple[str, ...] = ("gt", "detected", "mix")   # NetConfig.train_faces
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything that differs between the full and the small setting."""
+    width: float = 1.0                        # channel multiplier
+    feat_stride: int = 8                      # backbone output stride (DeepLab-v2: 8)
+    batch_norm: bool = False                  # BatchNorm + Scale after each conv (CPU setting only)
+    bn_momentum: float = 0.99                 # BatchNorm moving_average_fraction
+    class_balance: float = 0.0                # > 0: class-balanced parsing losses (CPU setting only)
+    size: int = 513                           # canvas (8k + 1) of the data layer / test input
+    pooled: int = 41                          # P
+    dilations: tuple[int, ...] = (6, 12, 18, 24)
+    fc_channels: int = 1024                   # ASPP fc6 / fc7 (times width)
+    box_fc: int = 1024                        # box head fc6 / fc7 (times width)
+    fuse_channels: int = 128                  # first fusion conv (times width, at least K)
+    mask_head_channels: int = 256             # ins_glo mask head convs (times width)
+    dropout: bool = True                      # DeepLab's dropout after fc6 / fc7 (train nets)
+    anchor_sizes: tuple[float, ...] = (16, 32, 64, 128, 256, 512)
+    anchor_ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
+    rpn_batch: int = 256
+    roi_batch: int = 128
+    max_mask_rois: int = 16
+    train_pre_nms: int = 6000
+    train_post_nms: int = 300
+    test_pre_nms: int = 3000
+    test_post_nms: int = 100
+    min_size: float = 4.0
+    det_score_thresh: float = 0.05
+    # Test nets: a detected face scoring below this never becomes a person's major face while one
+    # at or above it lies in the person RoI (FaceMajoritySelect's score_threshold; docs/nets.md).
+    face_score_thresh: float = 0.5
+    # Train nets of the adjusted variants: the faces FaceMajoritySelect adjusts the person RoIs around
+    # (docs/nets.md "The face choice at test"): "detected" (the default: measured best on the held-out
+    # split, docs/ablation.md "The face source of training") the detector's own faces of the same step
+    # (the box head re-run on the RPN proposals with the training weights, shared and without
+    # gradient, then the test nets' rule with face_score_thresh), so training adjusts as the test nets
+    # do; "gt" the ground-truth faces (the largest inside wins); "mix" the ground-truth major face
+    # where the RoI holds one, else the detected one.
+    train_faces: str = "detected"
+    det_nms: float = 0.4
+    max_persons: int = 30
+    batch_size: int = 2
+    scales: tuple[float, float] = (0.5, 1.5)
+    face_x: float = 0.5                       # where AdjustedRoIAlign puts the major face in the
+    face_y: float = 0.2                       # adjusted box: "a fixed relative position" (paper; DESIGN.md 4)
+    sampling_ratio: int = ROI_SAMPLING_RATIO  # RoIAlign-family samples per bin and axis (0: adaptive)
+    # RoIAlign-family `aligned`: False is the one pixel convention (gpsnet.geometry); True reads every
+    # RoI half a feature cell before the pixel its labels and the paste-back use (the nets before the
+    # convention was fixed), kept only to measure that offset (docs/ablation.md "The pixel convention").
+    roi_aligned: bool = ROI_ALIGNED
+    mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR   # subtracted by the data layer and inference
+    data_root: str = DEFAULT_DATA_ROOT
+    seed: int = 0
+
+    @staticmethod
+    def full() -> "NetConfig":
+        return NetConfig()
+
+    @staticmethod
+    def small() -> "NetConfig":
+        """The CPU setting (docs/nets.md "Settings"): 1/8 width, 193-px canvas at output stride 4
+        with BatchNorm and class-balanced parsing losses, P = 28, ASPP dilations scaled to the
+        smaller maps as the paper's are to its 65-cell maps and 41-bin RoIs."""
+        return NetConfig(width=0.125, size=193, feat_stride=4, batch_norm=True, class_balance=0.5,
+                         pooled=28, dilations=(4, 8, 12, 16), fc_channels=512, dropout=False,
+                         anchor_sizes=(8, 16, 32, 64, 128), rpn_batch=64, roi_batch=32,
+                         max_mask_rois=4, train_pre_nms=600, train_post_nms=64, test_pre_nms=300,
+                         test_post_nms=32, min_size=2.0, max_persons=10, scales=(0.75, 1.25))
+
+    @staticmethod
+    def tiny() -> "NetConfig":
+        """The tests' setting: the small setting's structure (stride 4, BatchNorm) at a 65-px canvas,
+        channel multiplier 1/16, P = 11."""
+        return replace(NetConfig.small(), width=0.0625, size=65, pooled=11, dilations=(1, 2, 3, 4),
+                       anchor_sizes=(8, 16, 32, 64), rpn_batch=32, roi_batch=16, max_mask_rois=3,
+                       train_pre_nms=300, train_post_nms=32, test_pre_nms=200, test_post_nms=16,
+                       max_persons=6)
+
+    def ch(self, n: int) -> int:
+        return max(1, int(round(n * self.width)))
+
+    @property
+    def spatial_scale(self) -> float:
+        """Image coordinates -> feature coordinates (see gpsnet.geometry)."""
+        return 1.0 / self.feat_stride
+
+    def __post_init__(self) -> None:
+        if self.feat_stride not in (2, 4, 8):
+            raise ValueError(f"feat_stride must be 2, 4 or 8, got {self.feat_stride}")
+        if (self.size - 1) % 8:
+            raise ValueError(f"size must be 8k + 1, got {self.size}")
+        if not (0 < self.face_x < 1 and 0 < self.face_y < 1):
+            raise ValueError(f"face position must lie inside the box, got ({self.face_x}, {self.face_y})")
+        if self.train_faces not in TRAIN_FACES:
+            raise ValueError(f"train_faces must be one of {', '.join(TRAIN_FACES)}, got {self.train_faces!r}")
+
+
+def _convert(key: str, kind: Any, text: str) -> Any:
+    """``text`` as a value of the type ``kind`` (a NetConfig field's: bool, int, float, str or a
+    tuple of them, written comma-separated)."""
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            types = [args[0]] * len(parts)
+        elif len(parts) != len(args):
+            raise ValueError(f"--set {key}={text}: expected {len(args)} comma-separated values")
+        else:
+            types = list(args)
+        return tuple(_convert(key, t, p) for t, p in zip(types, parts))
+    if kind is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {key}={text}: expected a boolean (true/false)")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
+    return text
+
+
+def add_set_arg(ap: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a NetConfig field of the setting replaced (``builder.override``)."""
+    ap.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                    help="replace a NetConfig field of the setting, e.g. --set train_faces=detected "
+                         "(repeatable; the value converted by the field's type, tuples comma-separated; "
+                         "the nets are then built, not read from prototxt/)")
+
+
+def override(cfg: "NetConfig", items: list[str] | tuple[str, ...] | None) -> "NetConfig":
+    """``cfg`` with the command line's ``--set KEY=VALUE`` items applied (each VALUE converted by the
+    field's type, tuples comma-separated); ``ValueError`` naming an unknown key or a bad value."""
+    if not items:
+        return cfg
+    hints = typing.get_type_hints(NetConfig)
+    names = [f.name for f in fields(NetConfig)]
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        if key not in hints or key not in names:
+            raise ValueError(f"--set {item}: unknown key {key!r}; NetConfig's fields: {', '.join(names)}")
+        changes[key] = _convert(key, hints[key], text)
+    try:
+        return replace(cfg, **changes)
+    except ValueError as err:
+        raise ValueError(f"--set {' '.join(items)}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A named setting, the one thing every command's ``--setting`` / ``--small`` selects: its nets'
+    ``NetConfig``, the solver schedule and length it trains with (``gpsnet train`` and its committed
+    solvers alike), and ``folder``, where its committed nets lie under prototxt/ (None: none)."""
+    name: str
+    cfg: NetConfig
+    schedule: Schedule
+    max_iter: int
+    folder: str | None
+
+    def variant_dir(self, out: Path, variant: str) -> Path:
+        """A variant's folder of this setting's nets under ``out`` (a prototxt/ or snapshots/ tree)."""
+        if self.folder is None:
+            raise ValueError(f"setting {self.name}: no committed nets")
+        return out / self.folder / variant
+
+
+# The paper's, the CPU one, the tests' (tiny: no committed nets; the tests name their schedule).
+_SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("full", NetConfig.full(), PAPER_SCHEDULE, PAPER_MAX_ITER, ""),
+    Setting("small", NetConfig.small(), CPU_SCHEDULE, CPU_MAX_ITER, "small"),
+    Setting("tiny", NetConfig.tiny(), PAPER_SCHEDULE, PAPER_MAX_ITER, None),
+)}
+SETTINGS: tuple[str, ...] = tuple(_SETTINGS)
+
+
+def named_setting(name: str) -> Setting:
+    try:
+        return _SETTINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}") from None
+
+
+def chosen_setting(name: str | None, small: bool) -> Setting:
+    """The setting a command runs: its ``--setting`` when given, else ``--small``'s or the full one."""
+    return named_setting(name or ("small" if small else "full"))
+
+
+def setting(name: str) -> NetConfig:
+    """The ``NetConfig`` of the setting ``name``."""
+    return named_setting(name).cfg
+
+
+def committed_setting(cfg: NetConfig) -> Setting | None:
+    """The setting with committed nets whose ``NetConfig`` is ``cfg`` (None: the nets are built)."""
+    return next((s for s in _SETTINGS.values() if s.folder is not None and s.cfg == cfg), None)
