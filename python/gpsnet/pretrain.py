@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +150,6 @@ def pretrain(args: argparse.Namespace) -> dict[str, Any]:
     root = data_root(args, cfg.size - 1)
     prefix = run / "snapshots" / snapshot_name(VARIANT, STAGE)
     final = train.snapshot_files(prefix, args.iters)[0]
-    t0 = time.time()
     if final.is_file() and not args.overwrite:
         print(f"pretrain: trained before ({final}); exporting it", flush=True)
         rows = json.loads((run / "curve.json").read_text()) if (run / "curve.json").is_file() else []
