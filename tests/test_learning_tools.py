@@ -77,7 +77,7 @@ def test_eval_writes_recall_and_oracle_rows(data_root, tmp_path, capsys):
 
 
 def test_ablate_writes_the_table_and_resumes(data_root, tmp_path, capsys):
-    argv = ["--variants", "loc", "ad_loc", "--setting", "tiny", "--iters", "2", "--data", str(data_root),
+    argv = ["--variants", "loc", "ad_loc", "--seeds", "0", "--setting", "tiny", "--iters", "2", "--data", str(data_root),
             "--split", "val", "--overlays", "0", "--out", str(tmp_path / "abl")]
     assert ablate.main(argv) == 0
     table = (tmp_path / "abl" / "ablation.md").read_text()
@@ -102,6 +102,7 @@ def test_demo_outputs(tmp_path, monkeypatch):
     rc = demo.main(["--iters", "2", "--num", "10", "--eval-every", "1", "--eval-limit", "1", "--overlays", "1",
                     "--out", str(tmp_path / "demo")])
     assert rc == 0
+    assert (tmp_path / "demo" / "ad_fuse_init.caffemodel").is_file()   # the committed pretrained start, mapped
     run = tmp_path / "demo" / "run"
     for name in ("log.jsonl", "loss.png", "curve.json", "curve.png"):
         assert (run / name).is_file(), name

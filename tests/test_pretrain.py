@@ -141,3 +141,13 @@ def test_the_committed_start_fills_every_variant(variant, tmp_path):
     assert {f"{aspp}fc6_1", f"{aspp}fc7_4", f"{aspp}fc8_2", f"{aspp}fc6_3_bn"} <= names
     assert all(why != iw.NORM_REASON or not name.startswith(("conv", "fc6", "fc7", "loc_", "par_", "glo_"))
                for name, why in left)
+
+
+def test_demo_and_ablate_name_a_missing_start(tmp_path, capsys):
+    from gpsnet import ablate, demo
+    missing = tmp_path / "none.caffemodel"
+    for main in (demo.main, ablate.main):
+        with pytest.raises(SystemExit) as err:
+            main(["--pretrained", str(missing), "--out", str(tmp_path / "out")])
+        assert err.value.code == 2 and f"--pretrained {missing}: no such model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

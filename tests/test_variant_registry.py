@@ -65,7 +65,7 @@ def test_an_extra_variant_builds_trains_evaluates_and_ablates(extra_variant, dat
     out = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert 0 <= out["box_recall"] <= 1 and out["oracle"] == []
 
-    assert ablate.main(["--variants", "loc", EXTRA.name, "--setting", "tiny", "--iters", "2", "--data",
+    assert ablate.main(["--variants", "loc", EXTRA.name, "--seeds", "0", "--setting", "tiny", "--iters", "2", "--data",
                         str(data_root), "--split", "val", "--overlays", "0", "--out", str(tmp_path / "abl")]) == 0
     table = (tmp_path / "abl" / "ablation.md").read_text()
     assert table.index("| Loc. |") < table.index("| Ad. Loc. + Glo. |")   # rows in table order
