@@ -123,7 +123,7 @@ def evaluate(args: EvalOptions) -> dict:
             hit, total = hit + h, total + t
             if k < args.overlays:
                 cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                            figure(sample.image, pred.masks, pred.scores, pred.boxes, sample.global_label))
+                            figure(sample.image, pred, sample))
             bar.update()
     bar.close()
     results = evaluate_folders([pred_dir], args.data, args.split, ids=ids)[0]

@@ -355,7 +355,7 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
             cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                        figure(image, pred.masks, pred.scores, pred.boxes))
+                        figure(image, pred))
         n += 1
     if writer is not None:
         writer.close()
