@@ -70,7 +70,7 @@ def test_scales_average_the_passes_on_the_reference_persons(predictor):
 
 
 def test_scales_with_flip_stay_equivariant_under_mirroring(predictor):
-    image, (h, w) = _image(), (48, 60)
+    image, w = _image(), 60
     mirror = np.stack([w - PERSONS[:, 2], PERSONS[:, 1], w - PERSONS[:, 0], PERSONS[:, 3]], axis=1)
     p = predictor.probabilities(image, PERSONS, flip=True, scales=(0.75, 1.0, 1.25))
     q = predictor.probabilities(image[:, ::-1].copy(), mirror, flip=True, scales=(0.75, 1.0, 1.25))
