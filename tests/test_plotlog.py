@@ -1,5 +1,5 @@
 """gpsnet plot-log on a real log.jsonl (and curve.json) of gpsnet train, Caffe's test-net lines, several
-logs together and the errors (the caffe train log itself: tests/test_caffe_tool.py)."""
+logs together and the errors (the caffe train log itself: tests/test_caffe_tool.py); scripts/docs_figures."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +11,7 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gpsnet import plotlog, train  # noqa: E402
+from gpsnet import docfigures, plotlog, train  # noqa: E402
 from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -57,6 +57,15 @@ def test_plot_log_of_gpsnet_train(data_root, tmp_path, capsys):
     assert {(r["iter"], r["metric"]) for r in curve} >= {("2", "AP50"), ("4", "AP50"), ("4", "box_recall")}
     assert (out / "loss.png").stat().st_size > 0 and (out / "curve.png").stat().st_size > 0
     assert "gpsnet log, 4 loss rows" in capsys.readouterr().out
+
+    # scripts/docs_figures: the overlay, loss and curve figures of a model and its run
+    figs = tmp_path / "img"
+    assert docfigures.main(["--weights", str(res["snapshot"]), "--variant", "loc", "--setting", "tiny",
+                            "--data", str(data_root), "--split", "val", "--run", str(tmp_path / "run"),
+                            "--prefix", "t", "--out", str(figs)]) == 0
+    assert sorted(p.name for p in figs.iterdir()) == ["t_curve.png", "t_loss.png", "t_overlay.png"]
+    import cv2
+    assert cv2.imread(str(figs / "t_overlay.png")).shape[1] >= 3 * 512
 
     # the caffe log's test net outputs are its learning curve; two logs go into one plot
     caffe_log = tmp_path / "caffe.log"

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("gpsnet.ablate", "train and evaluate every variant of Tables 2-3 (the ablation table)"),
     "plot-log": ("gpsnet.plotlog", "loss and learning curves (PNG, CSV) of gpsnet train's log.jsonl or a caffe train log"),
     "draw-net": ("gpsnet.drawnet", "draw a net prototxt (or every committed one) with Caffe's caffe.draw"),
+    "docs-figures": ("gpsnet.docfigures", "regenerate docs/img's overlay, loss and curve figures from a trained model"),
 }
 
 

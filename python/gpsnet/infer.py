@@ -422,7 +422,7 @@ def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
         overlay_dir: Path | None, max_overlays: int | None = None) -> int:
     """Predict every image; write predictions and overlays. Returns the number of images."""
-    from gpsnet.viz import figure
+    from gpsnet.viz import MIN_SCORE, figure
     writer: Any = None
     if pred_dir is not None:
         from gpsnet.eval.predictions import PredictionWriter
@@ -436,7 +436,7 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
             cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                        figure(image, pred))
+                        figure(image, pred, min_score=predictor.score_thresh or MIN_SCORE))
         n += 1
     if writer is not None:
         writer.close()

@@ -4,7 +4,8 @@ Reads the video with OpenCV, parses every frame with the predictor (as ``--image
 and writes, frame by frame, the figure of ``gpsnet.viz`` (image | parts | persons, the legend naming
 every class so that every frame has the same size) as a video at the input's frame rate (``.mp4``:
 MPEG-4 part 2, ``.avi``: Motion JPEG), and ``OUT.json`` beside it: per frame its index, time and the
-persons found (score, box in pixels), best first. Progress and the frames per second go to stderr.
+persons found (score, box in pixels), best first; persons are drawn from ``--score-thresh`` up when
+it is given, else from ``gpsnet.viz.MIN_SCORE``. Progress and the frames per second go to stderr.
 
 A file OpenCV cannot open as a video (or an image: use ``--image``), a video without frames, and an
 output the writer cannot open are errors naming the file; the outputs appear under their final names
@@ -89,7 +90,7 @@ def persons_json(pred: Any) -> list[dict[str, Any]]:
 def parse_video(video: Path, out: Path, make_predictor: Callable[[], Any]) -> dict[str, Any]:
     """Parse every frame of ``video`` (see the module docstring); ``make_predictor`` is called once the
     video is known to be readable. Returns the JSON written beside the output video."""
-    from gpsnet.viz import figure
+    from gpsnet.viz import MIN_SCORE, figure
     src = open_video(video)
     dst = output_path(out, video)
     if dst.resolve() == video.resolve():
@@ -109,7 +110,9 @@ def parse_video(video: Path, out: Path, make_predictor: Callable[[], Any]) -> di
     try:
         for i, frame in enumerate(src):
             pred = predictor.predict(frame)
-            fig = figure(frame, pred, legend_classes=range(1, NUM_CLASSES))
+            fig = figure(frame, pred, min_score=predictor.score_thresh or MIN_SCORE,
+                         legend_classes=range(1, NUM_CLASSES))
+            fig = np.pad(fig, ((0, fig.shape[0] % 2), (0, fig.shape[1] % 2), (0, 0)))   # even sizes for codecs
             if writer is None:
                 fourcc = VIDEO_CODECS[dst.suffix.lower()]
                 writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), src.fps,
