@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, net in DRAWN_NETS.items():
                 written.append(drawnet.draw(drawnet.ROOT / net, args.out / name))
     except (OSError, ValueError, plotlog.LogError, drawnet.DrawError) as err:
-        print(f"docs_figures: {err}", file=sys.stderr)
+        print(f"gpsnet docs-figures: {err}", file=sys.stderr)
         return 1
     print("wrote " + ", ".join(map(str, written)))
     return 0
