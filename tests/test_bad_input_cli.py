@@ -142,6 +142,8 @@ def test_results_txt_ids_follow_the_same_rule(tmp_path: Path) -> None:
 class FakePredictor:
     """Stands in for the net: one person covering the top-left quarter, score 0.5."""
 
+    score_thresh = 0.0   # as Predictor's (the figures draw persons from it, or from viz.MIN_SCORE)
+
     def predict(self, image: np.ndarray) -> infer.Prediction:
         h, w = image.shape[:2]
         mask = np.zeros((h, w), np.uint8)

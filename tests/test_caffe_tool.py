@@ -111,3 +111,43 @@ def test_caffe_train_runs_the_two_stages_of_det_par(user_root, tmp_path):
     for name, det in blobs["det"].items():
         for a, b in zip(det, blobs["par"][name]):
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_plot_log_reads_the_caffe_train_log(user_root, tmp_path):
+    """`gpsnet plot-log` on a real `caffe train` log (glog's format, what Caffe's parse_log.py reads):
+    every train net output and the displayed loss, per iteration, as CSV and PNG (issue 20)."""
+    import csv
+    from gpsnet import plotlog
+    solver = tmp_path / "solver.prototxt"   # the committed solver: 3 iterations, each displayed
+    text = (ROOT / SOLVER).read_text()
+    solver.write_text(re.sub(r"display: \d+", "display: 1",
+                             re.sub(r"max_iter: \d+", "max_iter: 3", text.replace(
+                                 'snapshot_prefix: "snapshots/small/ad_fuse/ad_fuse"',
+                                 f'snapshot_prefix: "{tmp_path}/snap/ad_fuse"'))))
+    log = tmp_path / "caffe_train.log"
+    with open(log, "w") as f:
+        rc = subprocess.run([str(CAFFE), "train", "-solver", str(solver)], cwd=user_root, env=_env(),
+                            stdout=f, stderr=subprocess.STDOUT, timeout=600).returncode
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    outputs = set(re.findall(r"Train net output #\d+: (\w+) =", text))
+    assert {"rpn_loss_cls", "loss_cls", "loss_fuse"} <= outputs
+    # displayed losses of iterations 0-2, and Caffe's closing "Iteration 3, loss = L" line
+    totals = {int(i): float(v) for i, v in re.findall(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)", text)}
+    assert sorted(totals) == [0, 1, 2, 3]
+
+    run = plotlog.read_log(log)
+    assert run.kind == "caffe" and set(run.loss_names()) == outputs | {"total"}
+    assert [r["iter"] for r in run.losses] == [0, 1, 2, 3]
+    assert [r["total"] for r in run.losses] == [totals[i] for i in (0, 1, 2, 3)]
+    assert all(r["lr"] > 0 for r in run.losses[:3]) and set(run.losses[3]) == {"iter", "total"}
+    assert run.curve == []
+
+    out = tmp_path / "plots"
+    assert plotlog.main([str(log), "--out", str(out)]) == 0
+    with open(out / "loss.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["loss"] for r in rows} == outputs | {"total"} and len(rows) == 3 * len(outputs) + 4
+    first = next(r for r in rows if r["loss"] == "loss_fuse" and r["iter"] == "0")
+    assert float(first["value"]) == float(re.search(r"Train net output #\d+: loss_fuse = (\S+)", text).group(1))
+    assert (out / "loss.png").stat().st_size > 0 and not (out / "curve.png").exists()

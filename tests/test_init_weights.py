@@ -120,6 +120,8 @@ def test_imagenet_source_fills_every_backbone_like_layer_of_det_par(sources, tmp
     assert iw.main(["--source", str(sources["imagenet"]), "--variant", "det_par", "--setting", "tiny",
                     "--out", str(out)]) == 0
     report = capsys.readouterr().out
+    import hashlib
+    assert f"sha1 {hashlib.sha1(sources['imagenet'].read_bytes()).hexdigest()} (" in report   # issue 20
     src = _source_arrays(sources["imagenet"])
     got = _written(out, "det_par")
     fc6 = src["fc6"][0].reshape(_ch(4096), _ch(512), 7, 7)

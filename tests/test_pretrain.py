@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gpsnet import pretrain
+from gpsnet.weights import file_sha1
 from gpsnet.nets import init_weights as iw
 from gpsnet.nets.builder import GLOBAL_NET_PREFIX, NetConfig, variants
 from gpsnet.weights import WeightsError, read_net_param
@@ -44,7 +45,7 @@ def test_pretrain_exports_the_global_parser_under_deeplab_names(tiny_start):
         for a, b in zip(blobs, stage[GLOBAL_NET_PREFIX + name]):
             np.testing.assert_array_equal(a, b, err_msg=name)
     summary = json.loads((tiny_start / "pretrain.json").read_text())
-    assert summary["sha1"] == pretrain.sha1(model) and summary["iters"] == 4 and summary["setting"] == "tiny"
+    assert summary["sha1"] == file_sha1(model) and summary["iters"] == 4 and summary["setting"] == "tiny"
     # the model zoo's card beside it: file, sha1, the exact command, the code's commit, seeds, steps
     card = (tiny_start / "readme.md").read_text()
     assert card.startswith("---\nname: ") and f"sha1: {summary['sha1']}" in card
@@ -125,7 +126,7 @@ def test_the_committed_start_matches_its_card():
     card = (COMMITTED.parent / "readme.md").read_text()
     front = dict(line.split(": ", 1) for line in card.split("---")[1].strip().splitlines())
     assert front["caffemodel"] == COMMITTED.name
-    assert front["sha1"] == pretrain.sha1(COMMITTED), "the committed model is not the one its card describes"
+    assert front["sha1"] == file_sha1(COMMITTED), "the committed model is not the one its card describes"
     assert "`gpsnet pretrain --setting small" in card
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gpsnet import pretrain, train
+from gpsnet.weights import file_sha1
 from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, spec_of, table_order, variants
 
 ABLATION_SEEDS = (0, 1, 2)   # the paper's protocol here: three training seeds of every variant
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "ablation.json").write_text(json.dumps(
                 {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
                  "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
-                 "pretrained": {"model": str(args.pretrained), "sha1": pretrain.sha1(args.pretrained)}
+                 "pretrained": {"model": str(args.pretrained), "sha1": file_sha1(args.pretrained)}
                  if args.pretrained else None,
                  "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
             bar_chart(summary, args.out / "ablation.png")

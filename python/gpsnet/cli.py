@@ -17,10 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("gpsnet.pretrain", "train the project's DeepLab-v2 start (backbone + ASPP) on generated data"),
     "init-weights": ("gpsnet.nets.init_weights", "a variant's initial .caffemodel from ImageNet VGG-16 or DeepLab-v2 VGG-16"),
     "train": ("gpsnet.train", "run a solver (--variant, --data, --weights, --iters, --gpu)"),
-    "infer": ("gpsnet.infer", "parse an image or a folder with a trained net"),
+    "infer": ("gpsnet.infer", "parse an image, a folder or a video with a trained net"),
     "eval": ("gpsnet.evaluate_net", "run inference over a split and print the paper's AP table"),
     "evaluate": ("gpsnet.eval.cli", "evaluate predictions folders against a data set"),
     "ablate": ("gpsnet.ablate", "train and evaluate every variant of Tables 2-3 (the ablation table)"),
+    "plot-log": ("gpsnet.plotlog", "loss and learning curves (PNG, CSV) of gpsnet train's log.jsonl or a caffe train log"),
+    "draw-net": ("gpsnet.drawnet", "draw a net prototxt (or every committed one) with Caffe's caffe.draw"),
+    "docs-figures": ("gpsnet.docfigures", "regenerate docs/img's overlay, loss and curve figures from a trained model"),
 }
 
 

@@ -123,15 +123,17 @@ def evaluate(args: EvalOptions) -> dict:
             hit, total = hit + h, total + t
             if k < args.overlays:
                 cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                            figure(sample.image, pred.masks, pred.scores, pred.boxes, sample.global_label))
+                            figure(sample.image, pred, sample))
             bar.update()
     bar.close()
     results = evaluate_folders([pred_dir], args.data, args.split, ids=ids)[0]
     results["box_recall"] = hit / total if total else float("nan")
     results["oracle"] = list(oracle)
     results["flip"] = predictor.flip
+    results["scales"] = list(predictor.scales)
     label = spec_of(args.variant).label + (f" (oracle {'+'.join(oracle)})" if oracle else "") \
-        + (" (flip)" if predictor.flip else "")
+        + (" (flip)" if predictor.flip else "") \
+        + (f" (scales {','.join(f'{f:g}' for f in predictor.scales)})" if predictor.scales != (1.0,) else "")
     print(f"{len(ids)} image(s) of {args.data} ({args.split}); person box recall at IoU 0.5: "
           f"{100 * results['box_recall']:.1f}%")
     print(format_table({label: results}))

@@ -1,4 +1,4 @@
-"""Inference: ``gpsnet infer --variant ad_fuse --weights W (--image F | --folder D | --data R --split S)``.
+"""Inference: ``gpsnet infer --variant ad_fuse --weights W (--image F | --folder D | --data R --split S | --video V)``.
 
 Runs a variant's test net on each image (fitted into the net's canvas) and gives, per detected
 person, a score, a box and its part map pasted into the image (the net's P x P part
@@ -47,13 +47,20 @@ def interpolation_matrix(coords: np.ndarray, n: int) -> np.ndarray:
     return w
 
 
+def sample_grid(prob: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """K x h x w maps sampled bilinearly at the cell coordinates ``ys`` x ``xs`` (0 = centre of cell 0):
+    K x len(ys) x len(xs)."""
+    wy = interpolation_matrix(ys, prob.shape[1])
+    wx = interpolation_matrix(xs, prob.shape[2])
+    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
+
+
 def _resample(prob: np.ndarray, box: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
     """K x P x P maps over ``box`` sampled bilinearly at the pixels [y0, y1) x [x0, x1): pixel index
     i takes bin coordinate ``bin_coordinate(i)``, the inverse of what the nets read (gpsnet.geometry)."""
     _, p, _ = prob.shape
-    wx = interpolation_matrix(bin_coordinate(np.arange(x0, x1), box[0], box[2], p), p)
-    wy = interpolation_matrix(bin_coordinate(np.arange(y0, y1), box[1], box[3], p), p)
-    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
+    return sample_grid(prob, bin_coordinate(np.arange(y0, y1), box[1], box[3], p),
+                       bin_coordinate(np.arange(x0, x1), box[0], box[2], p))
 
 
 def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -71,23 +78,55 @@ def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndar
 def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> np.ndarray:
     """K x h x w stride-``stride`` maps (cell i at pixel index ``stride * i``, gpsnet.geometry)
     resampled bilinearly to K x height x width."""
-    wx = interpolation_matrix(np.arange(width) / stride, prob.shape[2])
-    wy = interpolation_matrix(np.arange(height) / stride, prob.shape[1])
-    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
+    return sample_grid(prob, np.arange(height) / stride, np.arange(width) / stride)
+
+
+def rescale_region(prob: np.ndarray, height: int, width: int, ratio: float) -> np.ndarray:
+    """K x h x w maps over an image region scaled by ``ratio`` resampled bilinearly to the same image's
+    region of height x width pixels at scale 1 (pixel index i covers image coordinate i + 0.5)."""
+    return sample_grid(prob, (np.arange(height) + 0.5) * ratio - 0.5, (np.arange(width) + 0.5) * ratio - 0.5)
+
+
+MAX_SCALE = 4.0      # --scales: factors in (0, MAX_SCALE]
+CANVAS_STEP = 8      # a canvas enlarged for a test scale > 1 is CANVAS_STEP k + 1 pixels (the nets' sizes)
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``--scales 0.75,1,1.25``: distinct positive factors of the image's fitted size."""
+    out: list[float] = []
+    for part in str(text).split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a number (e.g. --scales 0.75,1,1.25)") from None
+        if not (np.isfinite(v) and 0 < v <= MAX_SCALE):
+            raise argparse.ArgumentTypeError(f"{part.strip()}: a test scale is a factor in (0, {MAX_SCALE:g}]")
+        if v in out:
+            raise argparse.ArgumentTypeError(f"{part.strip()}: scale given twice")
+        out.append(v)
+    return tuple(out)
+
+
+def reference_scale(scales: tuple[float, ...]) -> float:
+    """The scale whose detected persons every scale parses: the one nearest 1 (the smaller on a tie)."""
+    return min(scales, key=lambda f: (abs(np.log(f)), f))
 
 
 class Predictor:
     """A variant's test net with weights; ``predict(image)`` parses one BGR image
-    (``preprocess``, ``probabilities``: + forward, then ``decode``); ``flip``: the flip test."""
+    (``preprocess``, ``probabilities``: + forward, then ``decode``); ``flip``: the flip test;
+    ``scales``: the multi-scale test."""
 
     def __init__(self, variant: str, weights: str | None, cfg: NetConfig, net: str | None = None,
                  gpu: int | None = None, score_thresh: float = 0.0,
-                 net_text_override: str | None = None, flip: bool = False) -> None:
+                 net_text_override: str | None = None, flip: bool = False,
+                 scales: tuple[float, ...] = (1.0,)) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe
         from gpsnet.device import use_device
         use_device(caffe, gpu)
         self.variant, self.cfg, self.score_thresh, self.flip = variant, cfg, score_thresh, flip
+        self.scales = tuple(scales)
         text = net_text_override or net_param_text(variant, cfg, False, net)
         for path in weight_files(weights) if weights else []:
             if not path.is_file():
@@ -118,6 +157,9 @@ class Predictor:
                  faces: np.ndarray | None) -> RawOutput:
         """One pass of the test net on a mean-subtracted canvas; ``persons`` / ``faces`` (N x 4, net
         coordinates) replace the detector's."""
+        if self.net.blobs["data"].data.shape[-1] != canvas.shape[0]:   # a test scale's canvas
+            self.net.blobs["data"].reshape(1, 3, canvas.shape[0], canvas.shape[1])
+            self.net.reshape()
         self.net.blobs["data"].data[...] = canvas.transpose(2, 0, 1)[None]
         self.net.blobs["im_info"].data[...] = [im_info]
         # _forward: net.forward() would read every output blob, and reading a zero-count blob
@@ -140,36 +182,69 @@ class Predictor:
                          parts=b[parts].data[:n].astype(np.float32) if n else np.zeros((0, 1, 1, 1), np.float32),
                          global_prob=b["global_prob"].data[0].copy() if "global_prob" in b else None)
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+    def preprocess(self, image: np.ndarray, factor: float = 1.0) -> tuple[np.ndarray, float, int, int]:
         """A BGR image fitted into the net's canvas as the data layer does (the longer side fitted,
-        never enlarged, top-left, mean subtracted): (canvas s x s x 3, scale, rh, rw)."""
+        never enlarged, top-left, mean subtracted), then scaled by ``factor`` (the multi-scale test;
+        a canvas too small for it grows to the next ``CANVAS_STEP k + 1``): (canvas s x s x 3, scale,
+        rh, rw)."""
         h, w = image.shape[:2]
         s = self.size
-        scale = fit_scale(h, w, s)
-        rh, rw = min(s, max(1, int(round(h * scale)))), min(s, max(1, int(round(w * scale))))
+        scale = fit_scale(h, w, s) * factor
+        rh, rw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+        if max(rh, rw) > s:
+            s = CANVAS_STEP * -(-(max(rh, rw) - 1) // CANVAS_STEP) + 1
         canvas = np.zeros((s, s, 3), np.float32)
         canvas[:rh, :rw] = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR).astype(np.float32) \
             - np.asarray(self.cfg.mean_bgr, np.float32)
         return canvas, scale, rh, rw
 
     def probabilities(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
-                      face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Probabilities:
-        """``preprocess`` and forward one BGR image. ``person_boxes`` / ``face_boxes`` (N x 4, image coordinates) replace the detector's
-        persons (each with score 1) / faces: oracle evaluation. ``flip`` (default ``self.flip``)
-        also parses the mirrored image with the mirrored persons (and faces, where given) and
-        averages the probabilities, left/right part channels swapped back (PGN, Parsing R-CNN)."""
+                      face_boxes: np.ndarray | None = None, flip: bool | None = None,
+                      scales: tuple[float, ...] | None = None) -> Probabilities:
+        """``preprocess`` and forward one BGR image. ``person_boxes`` / ``face_boxes`` (N x 4, image
+        coordinates) replace the detector's persons (each with score 1) / faces: oracle evaluation.
+        ``flip`` (default ``self.flip``) also parses the mirrored image with the mirrored persons (and
+        faces, where given) and averages the probabilities, left/right part channels swapped back (PGN,
+        Parsing R-CNN). ``scales`` (default ``self.scales``): the image is parsed at each factor of its
+        fitted size, every scale with the persons detected at the scale nearest 1
+        (:func:`reference_scale`; their boxes scaled), and all the probabilities (flip passes included)
+        averaged: the per-person P x P maps as they are (the same boxes), the global ones resampled to
+        the reference scale's region. Persons, scores and the returned geometry are the reference's."""
         h, w = image.shape[:2]
-        canvas, scale, rh, rw = self.preprocess(image)
-        im_info = [rh, rw, scale]
+        scales = self.scales if scales is None else tuple(scales)
+        ref = reference_scale(scales)
+        flip = self.flip if flip is None else flip
 
-        def net_boxes(boxes: np.ndarray | None) -> np.ndarray | None:
+        def net_boxes(boxes: np.ndarray | None, scale: float) -> np.ndarray | None:
             return None if boxes is None else to_net(np.asarray(boxes, np.float64).reshape(-1, 4) * scale)
 
-        faces = net_boxes(face_boxes)
-        out = self._forward(canvas, im_info, net_boxes(person_boxes), faces)
+        canvas, scale, rh, rw = self.preprocess(image, ref)
+        out = self._forward(canvas, [rh, rw, scale], net_boxes(person_boxes, scale), net_boxes(face_boxes, scale))
+        persons = from_net(out.rois) / scale   # image coordinates
+        parts, glob = self._flip_averaged(canvas, [rh, rw, scale], out, net_boxes(face_boxes, scale), flip)
+        for f in scales:
+            if f == ref:
+                continue
+            c, sc, h2, w2 = self.preprocess(image, f)
+            faces = net_boxes(face_boxes, sc)
+            o = self._forward(c, [h2, w2, sc], net_boxes(persons, sc), faces)
+            p2, g2 = self._flip_averaged(c, [h2, w2, sc], o, faces, flip)
+            parts = parts + p2
+            if glob is not None:
+                glob = glob + rescale_region(g2, rh, rw, sc / scale)
+        n = len(scales)
+        return Probabilities(rois=out.rois, scores=out.scores, parts=parts / n if n > 1 else parts,
+                             global_prob=None if glob is None else (glob / n if n > 1 else glob),
+                             scale=scale, size=(rh, rw), image_size=(h, w))
+
+    def _flip_averaged(self, canvas: np.ndarray, im_info: list[float], out: RawOutput,
+                       faces: np.ndarray | None, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(per-person parts, global probabilities over the canvas' image region) of one pass ``out``,
+        averaged with the mirrored pass when ``flip``."""
+        rh, rw = int(im_info[0]), int(im_info[1])
         glob = None if out.global_prob is None else upsample_s8(out.global_prob, rh, rw, self.cfg.feat_stride)
         parts = out.parts
-        if self.flip if flip is None else flip:
+        if flip:
             mirrored = canvas.copy()
             mirrored[:rh, :rw] = canvas[:rh, :rw][:, ::-1]
             mout = self._forward(mirrored, im_info, mirror_boxes(out.rois, rw),
@@ -179,13 +254,14 @@ class Predictor:
                 glob = 0.5 * (glob + unflip_prob(mglob))
             if len(parts):
                 parts = 0.5 * (parts + unflip_prob(mout.parts))
-        return Probabilities(rois=out.rois, scores=out.scores, parts=parts, global_prob=glob,
-                             scale=scale, size=(rh, rw), image_size=(h, w))
+        return parts, glob
 
     def predict(self, image: np.ndarray, person_boxes: np.ndarray | None = None,
-                face_boxes: np.ndarray | None = None, flip: bool | None = None) -> Prediction:
+                face_boxes: np.ndarray | None = None, flip: bool | None = None,
+                scales: tuple[float, ...] | None = None) -> Prediction:
         """Parse one BGR image: :meth:`probabilities`, then :func:`decode`."""
-        return decode(self.probabilities(image, person_boxes, face_boxes, flip), self.variant, self.score_thresh)
+        return decode(self.probabilities(image, person_boxes, face_boxes, flip, scales), self.variant,
+                      self.score_thresh)
 
 
 @dataclass
@@ -310,6 +386,7 @@ class PredictOptions:
     score_thresh: float = 0.0           # drop persons scoring below (0: AP ranks every detection)
     limit: int = 0                      # at most N images of a split (0: all)
     flip: bool = False                  # the flip test
+    scales: tuple[float, ...] = (1.0,)  # the multi-scale test (--scales 0.75,1,1.25)
     overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
 
 
@@ -327,19 +404,23 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--flip", action="store_true",
                     help="flip test: also parse the mirrored image (with the mirrored persons), average "
                          "the probabilities with left/right parts swapped back")
+    ap.add_argument("--scales", type=parse_scales, default=d.scales,
+                    help="multi-scale test: parse the image at these factors of its fitted size (e.g. "
+                         "0.75,1,1.25; with --flip each one flipped too) and average the probabilities")
     add_set_arg(ap)
 
 
 def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
     cfg = override(chosen_setting(args.setting, args.small).cfg, getattr(args, "overrides", None))
     return Predictor(args.variant, args.weights, cfg, net=args.net, gpu=args.gpu,
-                     score_thresh=args.score_thresh, flip=args.flip)
+                     score_thresh=args.score_thresh, flip=args.flip,
+                     scales=tuple(getattr(args, "scales", None) or (1.0,)))
 
 
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
         overlay_dir: Path | None, max_overlays: int | None = None) -> int:
     """Predict every image; write predictions and overlays. Returns the number of images."""
-    from gpsnet.viz import figure
+    from gpsnet.viz import MIN_SCORE, figure
     writer: Any = None
     if pred_dir is not None:
         from gpsnet.eval.predictions import PredictionWriter
@@ -353,7 +434,7 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
             cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                        figure(image, pred.masks, pred.scores, pred.boxes))
+                        figure(image, pred, min_score=predictor.score_thresh or MIN_SCORE))
         n += 1
     if writer is not None:
         writer.close()
@@ -367,12 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--image", type=Path)
     src.add_argument("--folder", type=Path)
     src.add_argument("--data", type=Path, help="a GPS-layout root (with --split)")
+    src.add_argument("--video", type=Path, help="a video: writes the overlay video (--out OUT.mp4 or .avi, "
+                                                "default <out>/<name>.mp4) and OUT.json (per frame: persons, "
+                                                "boxes, scores); gpsnet.video")
     ap.add_argument("--split", default="test")
     ap.add_argument("--out", type=Path, default=Path("out/infer"),
                     help="writes <out>/predictions and <out>/overlays")
     args = ap.parse_args(argv)
     failures: list[str] = []
     try:
+        if args.video:
+            from gpsnet.video import parse_video
+            parse_video(args.video, args.out, lambda: make_predictor(args))
+            return 0
         predictor = make_predictor(args)
         n = run(predictor, iter_images(args, failures), args.out / "predictions", args.out / "overlays")
     except (OSError, ValueError) as err:   # missing or bad files (named), bad weights (WeightsError)

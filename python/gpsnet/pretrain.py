@@ -18,7 +18,6 @@ interrupted run from its last snapshot (``--snapshot-every``); a finished run is
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from gpsnet import train
 from gpsnet.nets.builder import CPU_SCHEDULE, GLOBAL_NET_PREFIX, REPO_ROOT, SETTINGS, setting, snapshot_name
 from gpsnet.safeio import atomic_write_bytes, atomic_write_text
+from gpsnet.weights import file_sha1
 
 # The pretraining's data seeds: the generator draws image i of seed s from rng([s, i]); the sets
 # that are evaluated use seeds 0-99 (demo 0, ablation --data-seed 0, tests < 100), so seeds from
@@ -61,16 +61,10 @@ def start_weights(source: Path, variant: str, setting_name: str, folder: Path, c
     report: list[str] = []
     init_weights(source, variant, override(setting(setting_name), overrides), out, classes=classes,
                  log=report.append)
-    print(f"pretrained start: {variant} from {source} (sha1 {sha1(source)}) -> {out}: {report[-1]}", flush=True)
+    print(f"pretrained start: {variant} from {source} -> {out}: {report[-1]}", flush=True)
     return out
 
 
-def sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ def export_deeplab(stage_model: Path, out: Path, prefix: str = GLOBAL_NET_PREFIX
         raise WeightsError(f"{stage_model}: no layer named {prefix}* with weights (is it a stage "
                            f"{STAGE} model of {VARIANT}?)")
     atomic_write_bytes(out, dst.SerializeToString())
-    return Exported(out, names, sha1(out))
+    return Exported(out, names, file_sha1(out))
 
 
 def data_root(args: argparse.Namespace, size: int) -> Path:

@@ -38,7 +38,7 @@ from gpsnet.nets.variants import spec_of, variants
 from gpsnet.safeio import atomic_copy, atomic_write_text
 from gpsnet.training.curve import LearningCurve
 from gpsnet.training.patch import add_loss_guard, patch_data_layer
-from gpsnet.training.plots import plot_log
+from gpsnet.plotlog import plot_log
 from gpsnet.training.snapshots import Snapshotter, Staging, latest_state, snapshot_files, staging_candidates
 
 # Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.

@@ -7,12 +7,20 @@ net's is a ``WeightsError`` (a ``ValueError``) naming the file, where pycaffe wo
 without a word, or abort. It prints which learnable layers were filled and which were left at
 their fillers (a warning on stderr when some were).
 
+Every model file loaded (``load_weights``, ``gpsnet init-weights``'s source) has its sha1 printed
+(``model_sha1``) and compared with the known models: the model cards ``models/*.md``, each with Caffe's
+Model Zoo front matter (``caffemodel:`` file name, ``sha1:``, ``name:``; ``known_models``). A file
+whose sha1 is a card's is named; a file with a card's file name and another sha1 is named as a corrupt
+or different download (a warning).
+
 ``resumable_state(path, ...)`` checks a ``--resume`` file: a ``.caffemodel`` is refused with a hint
 (``--weights``); a solverstate whose stored ``learned_net`` path is gone (its run folder moved)
 gets that path resolved beside the solverstate.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +29,8 @@ from typing import Any
 WEIGHTS_SUFFIX = ".caffemodel"
 STATE_SUFFIX = ".solverstate"
 LISTED_NAMES = 8   # layer names shown in messages
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"   # the model cards (known_models)
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 class WeightsError(ValueError):
@@ -32,6 +42,68 @@ class WeightsReport:
     path: Path
     filled: list[str]   # the net's learnable layers given weights by the file
     left: list[str]     # the net's learnable layers left at their fillers
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model card's front matter: the model's name, its file name and sha1 (None: not recorded)."""
+    name: str
+    caffemodel: str
+    sha1: str | None
+    card: Path
+
+
+def known_models(folder: Path | None = None) -> list[KnownModel]:
+    """The model cards ``folder/*.md`` and ``folder/<model>/readme.md`` (default ``MODELS_DIR``) with a front matter (``---`` lines around ``key: value`` lines,
+    as Caffe's Model Zoo readme.md) naming a ``caffemodel``; a malformed ``sha1`` is a ``ValueError``."""
+    folder = MODELS_DIR if folder is None else folder
+    out = []
+    for card in sorted([*folder.glob("*.md"), *folder.glob("*/readme.md")]) if folder.is_dir() else []:
+        lines = card.read_text().splitlines()
+        if not lines or lines[0].strip() != "---" or "---" not in [line.strip() for line in lines[1:]]:
+            continue
+        end = [line.strip() for line in lines[1:]].index("---") + 1
+        meta = dict(line.split(":", 1) for line in lines[1:end] if ":" in line)
+        meta = {k.strip(): v.strip() for k, v in meta.items()}
+        if not meta.get("caffemodel"):
+            continue
+        sha1 = meta.get("sha1", "").lower() or None
+        if sha1 is not None and not SHA1_RE.match(sha1):
+            raise ValueError(f"{card}: sha1 {sha1!r} is not 40 hex digits")
+        out.append(KnownModel(meta.get("name", meta["caffemodel"]), meta["caffemodel"], sha1, card))
+    return out
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_sha1(path: str | Path, folder: Path | None = None, quiet: bool = False) -> str:
+    """The sha1 of a model file, printed with what the model cards say of it: the card whose sha1 it
+    is, or (a warning on stderr) the card of the same file name whose sha1 differs."""
+    path = Path(path)
+    sha1 = file_sha1(path)
+    known = known_models(folder)
+    same = [m for m in known if m.sha1 == sha1]
+    named = [m for m in known if m.caffemodel == path.name and m.sha1 != sha1]
+    if same:
+        what = f"the known model {same[0].name} ({same[0].card.name})"
+    elif named and named[0].sha1 is None:
+        what = f"{named[0].card} records no sha1 for {named[0].caffemodel} yet"
+    elif named:
+        what = "unknown"
+        m = named[0]
+        print(f"warning: {path}: sha1 {sha1} is not the sha1 {m.sha1} of {m.caffemodel} ({m.name}, "
+              f"{m.card}): a corrupt or different download", file=sys.stderr, flush=True)
+    else:
+        what = "not in the model cards"
+    if not quiet:
+        print(f"model {path}: sha1 {sha1} ({what})", flush=True)
+    return sha1
 
 
 def _names(names: list[str]) -> str:
@@ -128,6 +200,7 @@ def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsRepo
                                    f"{shapes} in the net")
         filled_any.update(filled)
     for one in files:
+        model_sha1(one, quiet=quiet)
         net.copy_from(str(one))
     shown = ",".join(map(str, files))
     filled = [name for name in learnable if name in filled_any]

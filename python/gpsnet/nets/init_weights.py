@@ -300,6 +300,8 @@ def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: in
     caffe.set_mode_cpu()
     caffe.set_random_seed(seed)
     layers = read_source(source)
+    from gpsnet.weights import model_sha1
+    model_sha1(source)
     kind = source_kind(layers)
     net = target_net(variant, cfg)
     filled, left = fill(net, layers, classes)

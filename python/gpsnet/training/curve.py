@@ -9,7 +9,7 @@ from typing import Any
 
 from gpsnet.nets.config import NetConfig
 from gpsnet.safeio import atomic_write_text
-from gpsnet.training.plots import plot_curve
+from gpsnet.plotlog import plot_curve
 
 
 class LearningCurve:
