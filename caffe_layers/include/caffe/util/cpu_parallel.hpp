@@ -3,15 +3,29 @@
 
 // Threads for the CPU layers' loops (GPSNet fork, docs/fork.md "CPU threads").
 //
-// CAFFE_PARALLEL_FOR(work) before a `for` loop splits its iterations over OpenMP threads
-// (schedule(static)) when the build has OpenMP and `work` (about the number of elements the
-// loop touches) exceeds kParallelMinWork; otherwise the loop runs on the calling thread.
-// Loops marked with it write disjoint outputs per iteration and keep every reduction inside
-// one iteration, so their results do not depend on the number of threads (OMP_NUM_THREADS).
+// CAFFE_PARALLEL_FOR(work) before a `for` loop splits its iterations over the OpenMP threads
+// (schedule(static), OMP_NUM_THREADS of them, default one per core) when the build has OpenMP
+// and ParallelPays(work), `work` being about the number of elements the loop touches;
+// otherwise the loop runs on the calling thread. Loops marked with it write disjoint outputs
+// per iteration and keep every reduction inside one iteration, so their results do not depend
+// on the number of threads.
 
 namespace caffe {
+
 // Below this many elements a loop stays serial: starting the threads costs more.
-const long kParallelMinWork = 32768;  // NOLINT(runtime/int)
+const double kParallelMinWork = 32768;
+
+// Whether the OpenMP threads start quickly now: false on a machine whose cores other processes
+// keep busy, where waking a sleeping thread takes milliseconds (the scheduler's time slice) and
+// a threaded loop is slower than a serial one. Measured by timing an empty parallel region,
+// again every 250 ms; always false without OpenMP or with one thread. CAFFE_PARALLEL_PROBE=0
+// in the environment turns the measurement off (threads whenever the work pays).
+bool ThreadsStartFast();
+
+inline bool ParallelPays(double work) {
+  return work > kParallelMinWork && ThreadsStartFast();
+}
+
 }  // namespace caffe
 
 #ifdef _OPENMP
@@ -19,7 +33,7 @@ const long kParallelMinWork = 32768;  // NOLINT(runtime/int)
 #define CAFFE_OMP_PRAGMA_(x) _Pragma(CAFFE_OMP_STRINGIFY_(x))
 #define CAFFE_PARALLEL_FOR(work) \
   CAFFE_OMP_PRAGMA_(omp parallel for schedule(static) \
-                    if (static_cast<long>(work) > ::caffe::kParallelMinWork))  // NOLINT
+                    if (::caffe::ParallelPays(static_cast<double>(work))))
 #else
 #define CAFFE_PARALLEL_FOR(work)
 #endif
