@@ -15,15 +15,15 @@ namespace caffe {
 // Below this many elements a loop stays serial: starting the threads costs more.
 const double kParallelMinWork = 32768;
 
-// Whether the OpenMP threads start quickly now: false on a machine whose cores other processes
-// keep busy, where waking a sleeping thread takes milliseconds (the scheduler's time slice) and
-// a threaded loop is slower than a serial one. Measured by timing an empty parallel region,
-// again every 250 ms; always false without OpenMP or with one thread. CAFFE_PARALLEL_PROBE=0
-// in the environment turns the measurement off (threads whenever the work pays).
-bool ThreadsStartFast();
+// Whether threads pay now: false while other processes keep the cores busy (their runnable
+// threads, from /proc, averaged over about a second, leave no core free), where a threaded loop
+// waits milliseconds for a preempted thread at its end and is slower than a serial one.
+// Looked at again every 250 ms; always false without OpenMP or with one thread (OMP_NUM_THREADS).
+// CAFFE_PARALLEL_PROBE=0 in the environment turns the look off (threads whenever the work pays).
+bool ThreadsPay();
 
 inline bool ParallelPays(double work) {
-  return work > kParallelMinWork && ThreadsStartFast();
+  return work > kParallelMinWork && ThreadsPay();
 }
 
 }  // namespace caffe
