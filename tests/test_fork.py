@@ -122,3 +122,81 @@ def test_bench_layers_gpu_smoke_on_cpu():
         assert len(rows) == 2, out.stdout  # sampling_ratio 2 and 0
         fwd = float(rows[0].split()[-3])
         assert fwd == fwd and fwd >= 0  # a number, not NaN
+
+
+THREADED_NET = '''
+force_backward: true
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 8 dim: 64 dim: 64 } } }
+layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 3 dim: 5 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "conv"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.1 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "scale" type: "Scale" bottom: "conv" top: "conv"
+        scale_param { bias_term: true filler { type: "constant" value: 1.5 } bias_filler { type: "constant" value: 0.2 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ave" type: "Pooling" bottom: "conv" top: "ave" pooling_param { pool: AVE kernel_size: 3 stride: 2 } }
+layer { name: "roi" type: "RoIAlign" bottom: "pool" bottom: "rois" top: "roi"
+        roi_align_param { pooled_h: 7 pooled_w: 7 spatial_scale: 0.5 } }
+layer { name: "fc" type: "InnerProduct" bottom: "roi" top: "fc"
+        inner_product_param { num_output: 64 weight_filler { type: "gaussian" std: 0.05 } } }
+layer { name: "fc_target" type: "Input" top: "fc_target" input_param { shape { dim: 3 dim: 64 } } }
+layer { name: "loss_fc" type: "EuclideanLoss" bottom: "fc" bottom: "fc_target" top: "loss_fc" }
+layer { name: "loss_ave" type: "Reduction" bottom: "ave" top: "loss_ave" reduction_param { operation: SUMSQ } }
+'''
+
+THREADED_RUN = '''
+import sys
+import caffe
+import numpy as np
+caffe.set_mode_cpu()
+caffe.set_random_seed(1)
+net = caffe.Net(sys.argv[1], caffe.TRAIN)
+rng = np.random.default_rng(0)
+net.blobs["x"].data[...] = rng.standard_normal(net.blobs["x"].data.shape)
+net.blobs["rois"].data[...] = [[0, 2, 3, 40, 50], [1, 0, 0, 63, 63], [1, 10.5, 7.25, 30, 20]]
+net.blobs["fc_target"].data[...] = rng.standard_normal((3, 64))
+out = {}
+for step in range(2):  # the second pass uses the moving averages the first one stored
+    net.forward()
+    for p in net.params.values():
+        for b in p:
+            b.diff[...] = 0
+    net.backward()
+    for name, blob in net.blobs.items():
+        out[f"{step}/{name}/data"] = blob.data.copy()
+        out[f"{step}/{name}/diff"] = blob.diff.copy()
+    for name, blobs in net.params.items():
+        for i, b in enumerate(blobs):
+            out[f"{step}/{name}/param{i}/data"] = b.data.copy()
+            out[f"{step}/{name}/param{i}/diff"] = b.diff.copy()
+np.savez(sys.argv[2], **out)
+'''
+
+
+def test_cpu_threads_do_not_change_results(tmp_path):
+    """The fork's OpenMP loops and split GEMMs (docs/fork.md "CPU threads"): a net of the threaded
+    layer types gives bit-identical outputs and gradients with 1, 2 and 3 threads (threads
+    forced on, whatever the machine's load: CAFFE_PARALLEL_PROBE=0)."""
+    so = Path(caffe._caffe.__file__)
+    needed = subprocess.run(["ldd", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "libgomp" in needed, "the fork is built with OpenMP (GPSNET_OPENMP=ON)"
+    net_txt = tmp_path / "net.prototxt"
+    net_txt.write_text(THREADED_NET)
+    script = tmp_path / "run.py"
+    script.write_text(THREADED_RUN)
+    results = {}
+    for threads in (1, 2, 3):
+        out = tmp_path / f"out{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), CAFFE_PARALLEL_PROBE="0",
+                   GLOG_minloglevel="2")
+        proc = subprocess.run([sys.executable, str(script), str(net_txt), str(out)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[threads] = dict(np.load(out))
+    assert np.abs(results[1]["1/conv/diff"]).max() > 0  # gradients flowed
+    for threads in (2, 3):
+        assert results[threads].keys() == results[1].keys()
+        differ = [k for k in results[1] if not np.array_equal(results[1][k], results[threads][k])]
+        assert not differ, f"{threads} threads differ from 1 in {differ}"
