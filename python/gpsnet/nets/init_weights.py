@@ -34,6 +34,7 @@ import numpy as np
 
 from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
                                  setting, setting_name, variants)
+from gpsnet.weights import WeightsError, read_net_param, save_weights
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -47,10 +48,6 @@ BACKBONE_PREFIXES = ("", PARSER_PREFIX, GLOBAL_NET_PREFIX)
 BOX_HEAD = {"fc6_box": "fc6", "fc7_box": "fc7"}
 CONV_RE = re.compile(r"^conv\d_\d$")
 ASPP_RE = re.compile(r"^(fc[67])_(\d+)$")
-
-
-class WeightsError(ValueError):
-    """A source model or a target net that cannot be mapped (shapes named in the message)."""
 
 
 @dataclass(frozen=True)
@@ -112,30 +109,39 @@ class SourceLayer:
     bias: np.ndarray | None
 
 
-def _blob_array(blob: Any) -> np.ndarray:
+def _blob_array(blob: Any, what: str) -> np.ndarray:
+    """A BlobProto's values in its shape: ``double_data`` when it has any (as Caffe's
+    ``Blob::FromProto`` reads it), else ``data``; a count that does not fill the shape is a
+    ``WeightsError`` naming ``what``."""
     dims = tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height,
                                                                  blob.width)
-    return np.asarray(blob.data, dtype=np.float32).reshape(dims)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    if len(values) != int(np.prod(dims, dtype=np.int64)):
+        raise WeightsError(f"{what}: {len(values)} values for the shape {_dims(dims)} it declares")
+    return np.asarray(values, dtype=np.float32).reshape(dims)
 
 
 def read_source(path: Path) -> dict[str, SourceLayer]:
     """The convolution and inner-product layers of a ``.caffemodel`` (current or V1 ``layers`` format,
     as the 2014 VGG-16 file is) by name; inner products as 1x1 convolutions, an ``fc6`` whose input is
-    ``C x 7 x 7`` (ImageNet VGG-16, C = conv5_3's filters) as a 7x7 convolution."""
-    from caffe.proto import caffe_pb2
+    ``C x 7 x 7`` (ImageNet VGG-16, C = conv5_3's filters) as a 7x7 convolution. A file that is not a
+    ``.caffemodel`` (empty, a text prototxt, a solverstate, garbage: ``gpsnet.weights.read_net_param``)
+    or a blob whose values do not fill its shape is a ``WeightsError`` naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"source model {path} not found (docs/nets.md 'Pretrained start' says "
                                 "where to get one)")
-    net = caffe_pb2.NetParameter()
-    net.ParseFromString(path.read_bytes())
+    net = read_net_param(path)
     layers: dict[str, SourceLayer] = {}
     for layer in [*net.layer, *net.layers]:
         if not layer.blobs:
             continue
-        weight = _blob_array(layer.blobs[0])
+        weight = _blob_array(layer.blobs[0], f"{path}: layer {layer.name} weights")
         if _is_inner_product(layer):   # (out, in), or V1's (1, 1, out, in)
+            if weight.ndim < 2:
+                raise WeightsError(f"{path}: inner product {layer.name} has {weight.ndim}-D weights")
             weight = weight.reshape(weight.shape[-2], weight.shape[-1], 1, 1)
-        bias = _blob_array(layer.blobs[1]).reshape(-1) if len(layer.blobs) > 1 else None
+        bias = _blob_array(layer.blobs[1], f"{path}: layer {layer.name} bias").reshape(-1) \
+            if len(layer.blobs) > 1 else None
         layers[layer.name] = SourceLayer(weight, bias)
     if "fc6" in layers and "conv5_3" in layers and layers["fc6"].weight.shape[2] == 1:
         channels = layers["conv5_3"].weight.shape[0]
@@ -240,10 +246,28 @@ def target_net(variant: str, cfg: NetConfig) -> Any:
         os.unlink(f.name)
 
 
+def check_out(out: Path, source: Path, overwrite: bool) -> None:
+    """``--out`` names a ``.caffemodel`` to write: a folder, a path under a file, or an existing file
+    without ``overwrite`` (the ``--source`` itself included) is a ValueError, before any work."""
+    if out.is_dir():
+        raise ValueError(f"--out {out}: a folder; give the .caffemodel file to write")
+    for folder in out.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    if out.exists() and not overwrite:
+        same = " (it is the --source model)" if source.exists() and out.resolve() == source.resolve() else ""
+        raise ValueError(f"--out {out}: the file exists{same}; pass --overwrite to replace it, or another --out")
+
+
 def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: int = 0,
-                 log: Any = print) -> tuple[list[Filled], list[tuple[str, str]]]:
-    """Writes ``out`` for ``variant`` in setting ``cfg`` from ``source``; prints and returns the report."""
+                 log: Any = print, overwrite: bool = False) -> tuple[list[Filled], list[tuple[str, str]]]:
+    """Writes ``out`` for ``variant`` in setting ``cfg`` from ``source``; prints and returns the report.
+    ``out`` is checked first (``check_out``; an existing file is replaced only with ``overwrite``)
+    and written complete or not at all (``gpsnet.weights.save_weights``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
+    check_out(out, source, overwrite)
     import caffe
     caffe.set_mode_cpu()
     caffe.set_random_seed(seed)
@@ -252,7 +276,7 @@ def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: in
     net = target_net(variant, cfg)
     filled, left = fill(net, layers)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net.save(str(out))
+    save_weights(net, out)
     log(f"{source} ({kind}) -> {out} for {variant} (channel multiplier {cfg.width:g})")
     width = max(len(name) for name in net.params)
     for f in filled:
@@ -276,11 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setting", choices=SETTINGS, help="overrides --small (tiny: tests)")
     ap.add_argument("--out", type=Path, required=True, help="the .caffemodel to write")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fillers of the layers left")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
     args = ap.parse_args(argv)
     name = setting_name(args.setting, args.small)
     try:
-        init_weights(args.source, args.variant, setting(name), args.out, args.seed)
-    except (FileNotFoundError, WeightsError) as err:
+        init_weights(args.source, args.variant, setting(name), args.out, args.seed, overwrite=args.overwrite)
+    except (OSError, ValueError) as err:   # bad files (named: WeightsError), a full disk (WriteFailed)
         print(f"gpsnet init-weights: {err}", file=sys.stderr)
         return 1
     return 0
