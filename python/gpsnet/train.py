@@ -249,6 +249,7 @@ class TrainOptions:
 
 
 def parse_args(argv: list[str] | None) -> TrainOptions:
+    from gpsnet.data.layout import image_limit
     d = TrainOptions()
     ap = argparse.ArgumentParser(prog="gpsnet train", description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=variants(), default=d.variant)
@@ -280,7 +281,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--eval-every", type=int, default=d.eval_every,
                     help="learning curve: evaluate on --eval-split every N iterations (0: off)")
     ap.add_argument("--eval-split", default=d.eval_split, help=f"split of the learning curve (default {d.eval_split})")
-    ap.add_argument("--eval-limit", type=int, default=d.eval_limit,
+    ap.add_argument("--eval-limit", type=image_limit, default=d.eval_limit,
                     help="learning curve: at most N images of the split (0: all)")
     ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
     add_set_arg(ap)
@@ -345,11 +346,18 @@ class LearningCurve:
 
 
 class TrainingStopped(RuntimeError):
-    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code."""
+    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code,
+    ``state`` the solverstate of the snapshot taken on stopping (None: none), ``log`` the run's
+    log. ``str()`` is the message, then how ``gpsnet train`` continues and the log; ``args[0]``
+    the message alone (``gpsnet ablate`` says how it continues)."""
 
-    def __init__(self, message: str, rc: int) -> None:
+    def __init__(self, message: str, rc: int, state: Path | None = None, log: Path | None = None) -> None:
         super().__init__(message)
-        self.rc = rc
+        self.rc, self.state, self.log = rc, state, log
+
+    def __str__(self) -> str:
+        return (self.args[0] + (f" (--resume {self.state} continues)" if self.state else "")
+                + (f"; log {self.log}" if self.log else ""))
 
 
 def staging_candidates(out: Path) -> list[Path]:
@@ -654,8 +662,7 @@ def _run(args: TrainOptions, solver: Any, snaps: Snapshotter, signals: list[int]
     model = snaps.save()
     plot_log(log_path, out / "loss.png")
     if stopped is not None:
-        raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {snaps.paths(solver.iter)[1]} continues); "
-                              f"log {log_path}", stopped.rc)
+        raise TrainingStopped(f"{stopped}; snapshot {model}", stopped.rc, snaps.paths(solver.iter)[1], log_path)
     print(f"snapshot {model}; log {log_path}; curve {out / 'loss.png'}", flush=True)
     return {"log": log_path, "snapshot": model, "losses": last, "out": out, "data": root,
             "curve": curve.rows if curve is not None else []}

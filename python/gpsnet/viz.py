@@ -1,6 +1,7 @@
 """Drawing: coloured part maps of the predicted persons over the image, with boxes and scores."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import cv2
@@ -8,7 +9,9 @@ import numpy as np
 
 from gpsnet.classes import CLASS_NAMES, colorize
 
-MIN_FIGURE_WIDTH = 512   # overlays are enlarged (nearest) to at least this width
+MIN_FIGURE_WIDTH = 512   # overlays are enlarged (nearest) to at least this width,
+MAX_ENLARGED_SIDE = 2048  # but never past this many pixels on the image's longer side (a 1 x 5000 px
+                          # image enlarged x256 would take gigabytes, past PNG's 1,000,000 px limit)
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -62,9 +65,10 @@ def figure(image: np.ndarray, masks: Sequence[np.ndarray], scores: Sequence[floa
            boxes: np.ndarray | None, gt_label: np.ndarray | None = None,
            min_width: int = MIN_FIGURE_WIDTH) -> np.ndarray:
     """[image | predicted persons' parts (boxes, scores) | ground truth, when given], enlarged to at
-    least ``min_width`` pixels, with a legend of the part colours that appear."""
+    least ``min_width`` pixels (as far as ``MAX_ENLARGED_SIDE`` allows), with a legend of the part
+    colours that appear."""
     n_panels = 2 + (gt_label is not None)
-    factor = max(1, -(-min_width // (n_panels * image.shape[1])))
+    factor = max(1, min(-(-min_width // (n_panels * image.shape[1])), MAX_ENLARGED_SIDE // max(image.shape[:2])))
     big = upscale(image, factor)
     pred = overlay(big, [upscale(m, factor) for m in masks], scores,
                    None if boxes is None else np.asarray(boxes, np.float64) * factor)
@@ -89,3 +93,17 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
     h = max(i.shape[0] for i in images)
     padded = [np.pad(i, ((0, h - i.shape[0]), (0, 0), (0, 0))) for i in images]
     return np.concatenate(padded, axis=1)
+
+
+def write_figure(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write a figure as a PNG, atomically (``gpsnet.safeio``); a figure OpenCV cannot encode is a
+    ValueError, a failed write a ``WriteFailed`` (an OSError), both naming ``path``."""
+    from gpsnet.safeio import atomic_write_bytes
+    what = f"{path}: cannot encode a {image.shape[1]} x {image.shape[0]} px PNG"
+    try:
+        ok, buf = cv2.imencode(".png", image)
+    except cv2.error as err:
+        raise ValueError(f"{what} ({str(err).strip().splitlines()[-1]})") from None
+    if not ok:
+        raise ValueError(what)
+    atomic_write_bytes(path, buf.tobytes())
