@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -151,3 +152,79 @@ def test_plot_log_reads_the_caffe_train_log(user_root, tmp_path):
     first = next(r for r in rows if r["loss"] == "loss_fuse" and r["iter"] == "0")
     assert float(first["value"]) == float(re.search(r"Train net output #\d+: loss_fuse = (\S+)", text).group(1))
     assert (out / "loss.png").stat().st_size > 0 and not (out / "curve.png").exists()
+
+
+# --- bad input (issue 22, defects 5 and 12): this checkout's wrapper -------------------------------
+def _tool() -> list[str]:
+    """This checkout's scripts/caffe_env with the fork's binary and the venv that .venv/bin/caffe
+    (written by scripts/build_fork) names: the wrapper under test, whichever checkout wrote it."""
+    line = next(ln for ln in CAFFE.read_text().splitlines() if ln.startswith("exec "))
+    _, _, binary, venv, _ = shlex.split(line)
+    return [str(ROOT / "scripts" / "caffe_env"), binary, venv]
+
+
+def _env_here() -> dict[str, str]:
+    """``_env()`` keeping PYTHONPATH where set: the tool's Python layers import this checkout's
+    gpsnet (the venv's editable install may be another checkout's)."""
+    return dict(_env(), **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
+
+
+@pytest.mark.parametrize("bad", ["empty", "empty after a good one", "a solver prototxt", "a SolverParameter"])
+def test_caffe_weights_that_are_no_caffemodel_are_refused(bad, user_root, tmp_path):
+    """(5) The tool logged "Finetuning from" such a file and trained from the fillers."""
+    from caffe.proto import caffe_pb2
+    good = tmp_path / "good.caffemodel"
+    net = caffe_pb2.NetParameter(name="x")
+    net.layer.add(name="conv1_1").blobs.add().data.extend([1.0])
+    good.write_bytes(net.SerializeToString())
+    named = tmp_path / "bad.caffemodel"
+    named.write_bytes({"empty": b"", "empty after a good one": b"",
+                       "a solver prototxt": (ROOT / SOLVER).read_bytes(),
+                       "a SolverParameter": caffe_pb2.SolverParameter(base_lr=0.1, max_iter=3).SerializeToString(),
+                       }[bad])
+    weights = f"{good},{named}" if bad == "empty after a good one" else str(named)
+    solver = tmp_path / "solver_det.prototxt"   # the committed one, 2 iterations, snapshots in tmp_path
+    solver.write_text(re.sub(r"max_iter: \d+", "max_iter: 2", (ROOT / "prototxt/small/det_par/solver_det.prototxt")
+                             .read_text()).replace('snapshot_prefix: "', f'snapshot_prefix: "{tmp_path}/'))
+    for flag in (["-weights", weights], [f"--weights={weights}"]):
+        out = subprocess.run([*_tool(), "train", "-solver", str(solver), *flag], cwd=user_root, env=_env_here(),
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1, out.stderr[-3000:]
+        assert out.stderr.startswith(f"caffe: -weights {named}: "), out.stderr[-3000:]
+        assert "Finetuning" not in out.stderr and not (tmp_path / "snapshots").exists()
+
+
+def test_weights_check_passes_caffemodels_and_hdf5(tmp_path, capsys):
+    """The check lets through what the tool reads: .caffemodel files (several joined by commas) and
+    HDF5 weights (left to the tool)."""
+    from caffe.proto import caffe_pb2
+    from gpsnet import weights
+    good = tmp_path / "good.caffemodel"
+    net = caffe_pb2.NetParameter(name="x")
+    net.layer.add(name="conv1_1").blobs.add().data.extend([1.0])
+    good.write_bytes(net.SerializeToString())
+    h5 = tmp_path / "w.h5"
+    h5.write_bytes(weights.HDF5_SIGNATURE + b"\0" * 64)
+    assert weights.main([f"{good},{good}", str(h5)]) == 0
+    assert weights.main([str(tmp_path / "missing.caffemodel")]) == 1
+    assert "caffe: -weights " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["data/synthetic", "its lists"])
+def test_caffe_train_prints_a_python_layer_error_before_the_abort(missing, tmp_path):
+    """(12) Without data/synthetic (or its lists) the data layer's setup fails in the tool's
+    embedded Python: its traceback is printed before Caffe's abort (which printed only
+    `terminate called after throwing ... error_already_set`)."""
+    (tmp_path / "prototxt").symlink_to(ROOT / "prototxt")
+    words = "data/synthetic/images: missing image folder"
+    if missing == "its lists":
+        subprocess.run([sys.executable, "-m", "gpsnet.cli", "make-data", "--out", str(tmp_path / "data" / "synthetic"),
+                        "--num", "5", "--size", "64"], check=True, capture_output=True, timeout=120)
+        (tmp_path / "data" / "synthetic" / "lists" / "train.txt").unlink()
+        words = "data/synthetic/lists/train.txt: missing split list"
+    out = subprocess.run([*_tool(), "train", "-solver", SOLVER], cwd=tmp_path, env=_env_here(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "Python layer GPSDataLayer.setup failed:\nTraceback (most recent call last):" in out.stderr, \
+        out.stderr[-3000:]
+    assert words in out.stderr and out.stderr.index(words) < out.stderr.index("terminate called")

@@ -6,6 +6,11 @@ the tiny setting's channel multiplier (1/16), so an ImageNet fc6 is 256 x (32 x 
 """
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ import pytest
 from gpsnet.nets import init_weights as iw
 from gpsnet.nets.builder import NetConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = NetConfig.tiny()
 SOURCE_WIDTH = TINY.width                     # the sources' channel multiplier
 VGG_BLOCKS = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))   # VGG-16 (block, ch, convs)
@@ -237,3 +243,121 @@ def test_train_starts_from_the_written_weights(sources, tmp_path, data_root):
         for a, b in zip(written[name], trained[name]):
             np.testing.assert_array_equal(a, b)
     assert np.isfinite(res["losses"]["total"])
+
+
+# ------------------------------------------------------------------------------------ bad input (issue 22)
+# Defects 6, 11 and 13: the error cases run the command in a subprocess (one aborted the interpreter).
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gpsnet.cli", "init-weights", "--setting", "tiny",
+                           "--variant", "loc", *argv], capture_output=True, text=True, timeout=300)
+
+
+def _no_temporaries(folder: Path) -> bool:
+    return not any(p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_an_existing_out_is_replaced_only_with_overwrite(sources, tmp_path):
+    """(6) --out naming the --source, or any existing file: refused, untouched; --overwrite replaces
+    it complete (the source is read first)."""
+    src = tmp_path / "vgg.caffemodel"
+    shutil.copy(sources["imagenet"], src)
+    before = src.read_bytes()
+    done = _cli("--source", str(src), "--out", str(src))
+    assert done.returncode == 1 and "the file exists (it is the --source model)" in done.stderr, done.stderr
+    assert "--overwrite" in done.stderr and "Traceback" not in done.stderr and src.read_bytes() == before
+    mine = tmp_path / "mine.caffemodel"
+    mine.write_bytes(b"my model")
+    done = _cli("--source", str(src), "--out", str(mine))
+    assert done.returncode == 1 and f"--out {mine}: the file exists;" in done.stderr
+    assert mine.read_bytes() == b"my model"
+    done = _cli("--source", str(src), "--out", str(mine), "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert "conv1_1" in _written(mine, "loc") and _no_temporaries(tmp_path)
+    done = _cli("--source", str(src), "--out", str(src), "--overwrite")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(_written(src, "loc")["conv1_1"][0], _source_arrays(sources["imagenet"])["conv1_1"][0])
+
+
+def test_a_full_disk_leaves_no_model_and_names_the_folder(sources, tmp_path, monkeypatch, capsys):
+    """(11) No room for the model anywhere: an error naming the folder and ENOSPC before Caffe writes
+    (Caffe aborted on the failed write, leaving a truncated model under the final name)."""
+    from gpsnet.training import snapshots
+    monkeypatch.setattr(snapshots, "free_bytes", lambda folder: 0)
+    out = tmp_path / "models" / "init.caffemodel"
+    assert iw.main(["--source", str(sources["imagenet"]), "--variant", "loc", "--setting", "tiny",
+                    "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out.parent}: [Errno {errno.ENOSPC} ENOSPC]" in err, err
+    assert not out.exists() and _no_temporaries(out.parent)
+
+
+def test_a_copy_failing_mid_way_keeps_the_old_model(sources, tmp_path, monkeypatch, capsys):
+    """(11) The staged model is copied in under a temporary name: a failure (ENOSPC) leaves the old
+    file as it was and no partial one."""
+    from gpsnet import safeio
+    from gpsnet.training import snapshots
+    out = tmp_path / "init.caffemodel"
+    out.write_bytes(b"old")
+
+    def half_then_full(src, dst):
+        dst.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # as when the staging folder is on another file system than --out: copied in, not renamed
+    monkeypatch.setattr(snapshots, "publish", lambda staged, final: safeio.atomic_copy(staged, final))
+    monkeypatch.setattr(safeio.shutil, "copyfileobj", half_then_full)
+    assert iw.main(["--source", str(sources["imagenet"]), "--variant", "loc", "--setting", "tiny",
+                    "--out", str(out), "--overwrite"]) == 1
+    assert f"cannot write {out}: [Errno {errno.ENOSPC} ENOSPC]" in capsys.readouterr().err
+    assert out.read_bytes() == b"old" and _no_temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "text prototxt", "solverstate"])
+def test_a_source_that_is_no_caffemodel_is_named(kind, tmp_path):
+    """(13) DecodeError tracebacks before: now `X: not a Caffe .caffemodel ...`, rc 1."""
+    from caffe.proto import caffe_pb2
+    src = tmp_path / "source.caffemodel"
+    src.write_bytes({"empty": b"", "garbage": b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * 64,
+                     "text prototxt": (ROOT / "prototxt/small/loc/test.prototxt").read_bytes(),
+                     "solverstate": caffe_pb2.SolverState(iter=8, learned_net="x.caffemodel").SerializeToString(),
+                     }[kind])
+    done = _cli("--source", str(src), "--out", str(tmp_path / "out.caffemodel"))
+    assert done.returncode == 1 and f"gpsnet init-weights: {src}: " in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.caffemodel").exists()
+
+
+def test_blobs_double_data_is_read_and_a_short_blob_is_named(sources, tmp_path):
+    """(13) A blob stored in double_data is read as Caffe reads it; one whose values do not fill its
+    shape is an error naming the file and the layer (ValueError tracebacks before)."""
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    net.ParseFromString(sources["imagenet"].read_bytes())
+    blob = next(layer for layer in net.layer if layer.name == "conv1_1").blobs[0]
+    values = np.array(blob.data, np.float64) + 1e-9   # not float32 numbers: read, then rounded
+    blob.ClearField("data")
+    blob.double_data.extend(values)
+    doubled = tmp_path / "double.caffemodel"
+    doubled.write_bytes(net.SerializeToString())
+    done = _cli("--source", str(doubled), "--out", str(tmp_path / "a.caffemodel"))
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(_written(tmp_path / "a.caffemodel", "loc")["conv1_1"][0],
+                                  values.astype(np.float32).reshape(tuple(blob.shape.dim)))
+    del blob.double_data[-1]
+    short = tmp_path / "short.caffemodel"
+    short.write_bytes(net.SerializeToString())
+    done = _cli("--source", str(short), "--out", str(tmp_path / "b.caffemodel"))
+    assert done.returncode == 1 and f"{short}: layer conv1_1 weights: {values.size - 1} values for the shape" \
+        in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_out_a_folder_or_under_a_file_is_refused_first(sources, tmp_path):
+    """(13) --out a folder (a Caffe abort naming no path before) or under a file (FileExistsError)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out, words in ((tmp_path, "a folder; give the .caffemodel file to write"),
+                       (blocker / "sub" / "m.caffemodel", f"{blocker} is a file, not a folder")):
+        done = _cli("--source", str(sources["imagenet"]), "--out", str(out))
+        assert done.returncode == 1 and f"--out {out}: {words}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert blocker.read_text() == "x"

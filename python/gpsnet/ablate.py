@@ -8,26 +8,69 @@ baselines train as the paper builds them, two separately trained nets each (``gp
 stages), each net with the whole ``--iters`` budget.
 
 Resumable: a (variant, seed) whose ``<out>/<variant>-s<seed>/eval/results.json`` exists is not
-trained again, so an interrupted sweep continues where it stopped.
+trained again, and an interrupted one resumes from its last snapshot (a baseline: its finished
+stages kept, the interrupted stage resumed), so the same command run again continues where it
+stopped. SIGINT (Ctrl-C) and SIGTERM stop a sweep without a traceback: a run in training snapshots
+first; with ``--jobs N`` each running child gets the signal and the parent waits for them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 
 from gpsnet import pretrain, train
+from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, snapshot_name, spec_of, table_order, variants
 from gpsnet.weights import file_sha1
-from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, spec_of, table_order, variants
 
 ABLATION_SEEDS = (0, 1, 2)   # the paper's protocol here: three training seeds of every variant
 COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP0.7", "0.7"),
                                         ("AP0.8", "0.8"))
+CONTINUE = ("run the same gpsnet ablate command again to continue (finished runs are kept, an interrupted "
+            "one resumes from its last snapshot)")
+POLL_S = 0.5   # how often --jobs N looks at its children
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM outside a training step (which snapshots first: ``train.TrainingStopped``)."""
+
+    def __init__(self, signum: int, what: str = "") -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}{what}; {CONTINUE}")
+        self.rc = 128 + signum
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """While inside: SIGINT / SIGTERM raise ``Interrupted`` (a training run inside installs its own
+    handlers, ``train.stop_requests``, and brings these back when it ends)."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in train.STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def resume_state(variant: str, run: Path, iters: int) -> Path | None:
+    """The solverstate an interrupted single-net run in ``run`` continues from: its latest, when
+    not past ``iters`` (a baseline's stages resume in ``train.train_stages``)."""
+    if spec_of(variant).stages:
+        return None
+    state = train.latest_state(run / "snapshots", snapshot_name(variant, None))
+    if state is None or int(state.stem.rsplit("_iter_", 1)[1]) > iters:
+        return None
+    return state
 
 
 def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -39,12 +82,17 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
         print(f"ablate: {variant} seed {seed}: done before ({result_file})", flush=True)
         return json.loads(result_file.read_text())
     t0 = time.time()
+    state = resume_state(variant, folder / "run", args.iters)
+    if state is not None:
+        print(f"ablate: {variant} seed {seed}: resumes {state}", flush=True)
     starts = [*([str(pretrain.start_weights(args.pretrained, variant, args.setting, folder,
-                                            overrides=args.overrides))] if args.pretrained else []),
-              *([args.weights] if args.weights else [])]
+                                            overrides=args.overrides))] if args.pretrained and not state else []),
+              *([args.weights] if args.weights and not state else [])]
     result = train.train(train.TrainOptions(
         variant=variant, setting=args.setting, data=root, iters=args.iters, out=folder / "run", seed=seed,
-        display=100, overwrite=True, weights=",".join(starts) or None, overrides=args.overrides,
+        display=100, resume=str(state) if state else None, weights=",".join(starts) or None,
+        # a single net without a snapshot starts again; a baseline keeps its finished stages
+        overwrite=state is None and not spec_of(variant).stages, overrides=args.overrides,
     ).with_schedule(train.schedule_of(args)))
     t_train = time.time() - t0
     rc = evaluate_net.run(evaluate_net.EvalOptions(
@@ -61,31 +109,56 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, root: Path) -> di
 
 def run_parallel(jobs: list[tuple[str, int]], args: argparse.Namespace, root: Path, argv: list[str]) -> None:
     """Run the unfinished jobs ``args.jobs`` at a time, each as ``gpsnet ablate`` of one variant
-    and seed in its own process (one BLAS thread); their logs go to ``<out>/<variant>-s<seed>.log``."""
+    and seed in its own process (one BLAS thread, its own session); their logs go to
+    ``<out>/<variant>-s<seed>.log``. SIGINT / SIGTERM are passed on to the running children (each
+    snapshots and stops; a second signal stops them at once), no new one starts, and once they
+    have ended ``Interrupted`` is raised."""
     import os
-    import subprocess
     todo = [(v, s) for v, s in jobs if not (args.out / f"{v}-s{s}" / "eval" / "results.json").is_file()]
     base = strip_options(argv, {"--variants", "--seeds", "--extra-seeds", "--jobs", "--data"})
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    running: list[tuple[str, int, Any, Any]] = []
+    running: list[tuple[str, int, subprocess.Popen[bytes], IO[str]]] = []
     failed = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            v, s = todo.pop(0)
-            log = (args.out / f"{v}-s{s}.log").open("w")
-            cmd = [sys.executable, "-m", "gpsnet.cli", "ablate", *base, "--variants", v, "--seeds", str(s),
-                   "--data", str(root), "--jobs", "1"]
-            print(f"ablate: started {v} seed {s} (log {log.name})", flush=True)
-            running.append((v, s, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        time.sleep(2)
-        for item in list(running):
-            v, s, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                print(f"ablate: {v} seed {s} finished (rc {proc.returncode})", flush=True)
-                if proc.returncode:
-                    failed.append(f"{v} seed {s} (log {log.name})")
+    received: list[int] = []
+    told: dict[int, int] = {}   # child pid -> signals passed on to it
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    old = {sig: signal.signal(sig, note) for sig in train.STOP_SIGNALS}
+    try:
+        while running or (todo and not received):
+            while todo and not received and len(running) < args.jobs:
+                v, s = todo.pop(0)
+                log = (args.out / f"{v}-s{s}.log").open("a")   # a resumed run's log follows the earlier one
+                cmd = [sys.executable, "-m", "gpsnet.cli", "ablate", *base, "--variants", v, "--seeds", str(s),
+                       "--data", str(root), "--jobs", "1"]
+                print(f"ablate: started {v} seed {s} (log {log.name})", flush=True)
+                # its own session: a terminal's Ctrl-C reaches this process only, which passes it on once
+                running.append((v, s, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                       start_new_session=True), log))
+            for _, _, proc, _ in running:
+                while told.get(proc.pid, 0) < len(received) and proc.poll() is None:
+                    proc.send_signal(received[told.get(proc.pid, 0)])
+                    told[proc.pid] = told.get(proc.pid, 0) + 1
+            time.sleep(POLL_S)
+            for item in list(running):
+                v, s, proc, log = item
+                if proc.poll() is not None:
+                    log.close()
+                    running.remove(item)
+                    print(f"ablate: {v} seed {s} finished (rc {proc.returncode})", flush=True)
+                    if proc.returncode and not received:
+                        failed.append(f"{v} seed {s} (log {log.name})")
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for _, _, proc, log in running:   # left only by an error of this process: no orphans
+            proc.kill()
+            proc.wait()
+            log.close()
+    if received:
+        raise Interrupted(received[0], " (the runs in progress were stopped with it, each after a snapshot)")
     if failed:
         raise RuntimeError("failed: " + ", ".join(failed))
 
@@ -168,6 +241,43 @@ def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
     plt.close(fig)
 
 
+def sweep(args: argparse.Namespace, argv: list[str]) -> tuple[list[tuple[str, int]], dict[str, list[dict[str, Any]]],
+                                                            float]:
+    """Every (variant, seed) of the command line, trained (or read) in turn, the table rewritten
+    after each; returns the jobs, their results by variant and the start time."""
+    from gpsnet.nets.builder import override, setting
+    override(setting(args.setting), args.overrides)   # a bad --set fails before any run
+    root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)
+    jobs = [(v, s) for s in args.seeds for v in args.variants]
+    for item in args.extra_seeds:
+        v, _, s = item.partition(":")
+        if v not in variants() or not s.isdigit():
+            raise ValueError(f"--extra-seeds {item!r}: expected VARIANT:SEED")
+        jobs.append((v, int(s)))
+    twice = sorted({job for job in jobs if jobs.count(job) > 1})
+    if twice:   # one run counted twice would show a seed range made from one run
+        raise ValueError(f"{', '.join(f'{v} seed {s}' for v, s in twice)} asked for twice "
+                         "(--variants, --seeds, --extra-seeds): each (variant, seed) runs once")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    t0 = time.time()
+    if args.jobs > 1:
+        run_parallel(jobs, args, root, argv)
+    for k, (variant, seed) in enumerate(jobs, start=1):
+        print(f"ablate: [{k}/{len(jobs)}] {variant} seed {seed}", flush=True)
+        rows.setdefault(variant, []).append(run_one(variant, seed, args, root))
+        summary = summarise(rows)
+        (args.out / "ablation.md").write_text(markdown(summary))
+        (args.out / "ablation.json").write_text(json.dumps(
+            {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
+             "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
+             "pretrained": {"model": str(args.pretrained), "sha1": file_sha1(args.pretrained)}
+             if args.pretrained else None,
+             "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
+        bar_chart(summary, args.out / "ablation.png")
+    return jobs, rows, t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gpsnet ablate", description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", choices=variants(), default=list(table_order()))
@@ -201,37 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         args.pretrained = pretrain.committed_model(args.setting)
     if args.pretrained is not None and not args.pretrained.is_file():
         ap.error(f"--pretrained {args.pretrained}: no such model")
-    from gpsnet.nets.builder import override, setting
     try:
-        override(setting(args.setting), args.overrides)   # a bad --set fails before any run
-        root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)
-        jobs = [(v, s) for s in args.seeds for v in args.variants]
-        for item in args.extra_seeds:
-            v, _, s = item.partition(":")
-            if v not in variants() or not s.isdigit():
-                raise ValueError(f"--extra-seeds {item!r}: expected VARIANT:SEED")
-            jobs.append((v, int(s)))
-        args.out.mkdir(parents=True, exist_ok=True)
-        rows: dict[str, list[dict[str, Any]]] = {}
-        t0 = time.time()
-        if args.jobs > 1:
-            run_parallel(jobs, args, root, argv if argv is not None else sys.argv[1:])
-        for k, (variant, seed) in enumerate(jobs, start=1):
-            print(f"ablate: [{k}/{len(jobs)}] {variant} seed {seed}", flush=True)
-            rows.setdefault(variant, []).append(run_one(variant, seed, args, root))
-            summary = summarise(rows)
-            (args.out / "ablation.md").write_text(markdown(summary))
-            (args.out / "ablation.json").write_text(json.dumps(
-                {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
-                 "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
-                 "pretrained": {"model": str(args.pretrained), "sha1": file_sha1(args.pretrained)}
-                 if args.pretrained else None,
-                 "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
-            bar_chart(summary, args.out / "ablation.png")
+        with signals_raise():
+            jobs, rows, t0 = sweep(args, argv if argv is not None else sys.argv[1:])
     except train.TrainingStopped as err:   # finished (variant, seed) runs stay: a rerun resumes
+        print(f"gpsnet ablate: {err.args[0]}" + (f"; log {err.log}; {CONTINUE}" if err.state else ""),
+              file=sys.stderr)
+        return err.rc
+    except Interrupted as err:
         print(f"gpsnet ablate: {err}", file=sys.stderr)
         return err.rc
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         print(f"gpsnet ablate: {err}", file=sys.stderr)
         return 1
     print(markdown(summarise(rows)))

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from gpsnet import pretrain, train
+from gpsnet.data.layout import image_limit
 from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, REPO_ROOT, NetConfig, variants
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
@@ -39,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/demo"))
     ap.add_argument("--eval-every", type=int, default=DEMO_EVAL_EVERY,
                     help=f"learning-curve period in iterations (default {DEMO_EVAL_EVERY}; 0: off)")
-    ap.add_argument("--eval-limit", type=int, default=DEMO_EVAL_LIMIT,
+    ap.add_argument("--eval-limit", type=image_limit, default=DEMO_EVAL_LIMIT,
                     help=f"val images of each learning-curve point (default {DEMO_EVAL_LIMIT})")
     ap.add_argument("--overlays", type=int, default=12, help="overlays of the first N test images")
-    ap.add_argument("--eval-limit-test", type=int, default=0, help="evaluate at most N test images (0: all)")
+    ap.add_argument("--eval-limit-test", type=image_limit, default=0, help="evaluate at most N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gpu", type=int, help="GPU id for training and evaluation (default: CPU; docs/gpu.md)")
     start = ap.add_mutually_exclusive_group()
@@ -57,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     from gpsnet import evaluate_net
     cfg = NetConfig.small()
     t0 = time.time()
-    root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
-    t_data = time.time() - t0
-    weights = None if args.from_scratch else pretrain.start_weights(args.pretrained, args.variant, SETTING,
-                                                                     args.out)
     try:
+        root = train.ensure_synthetic(args.data, cfg.size - 1, args.num, args.seed)
+        t_data = time.time() - t0
+        weights = None if args.from_scratch else pretrain.start_weights(args.pretrained, args.variant, SETTING,
+                                                                         args.out)
         result = train.train(train.TrainOptions(
             variant=args.variant, small=True, data=root, iters=args.iters, out=args.out / "run", seed=args.seed,
             display=50, eval_every=args.eval_every, eval_limit=args.eval_limit, overwrite=True,
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except train.TrainingStopped as err:   # a signal, a non-finite loss, a data error: said, snapshot kept
         print(f"gpsnet demo: {err}", file=sys.stderr)
         return err.rc
+    except (OSError, ValueError) as err:   # as `gpsnet train`: a bad --gpu or --data, a full disk (named)
+        print(f"gpsnet demo: {err}", file=sys.stderr)
+        return 1
     t_train = time.time() - t0 - t_data
     rc = evaluate_net.run(evaluate_net.EvalOptions(
         variant=args.variant, small=True, weights=str(result["snapshot"]), data=root, split="test",

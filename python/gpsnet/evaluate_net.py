@@ -55,10 +55,10 @@ def evaluate_predictor(predictor: Predictor, data_root: str | Path, split: str =
     The result has the keys of ``gpsnet.eval.evaluate_folder`` (without curves) and
     ``box_recall``: the share of ground-truth persons with a detected box of IoU >= 0.5.
     ``oracle``: see :func:`parse_split`."""
-    from gpsnet.data.layout import GPSDataset
+    from gpsnet.data.layout import GPSDataset, first_images
     from gpsnet.eval.metrics import GlobalAccumulator, InstanceAccumulator
     dataset = GPSDataset(data_root, split)
-    ids = dataset.ids[:limit] if limit else dataset.ids
+    ids = first_images(dataset.ids, limit)
     inst, glob = InstanceAccumulator(), GlobalAccumulator()
     hit = total = 0
     for _, sample, pred, (h, t) in parse_split(predictor, dataset, ids, oracle):
@@ -89,7 +89,7 @@ def run(opts: EvalOptions) -> int:
     """``evaluate`` with its errors as a message and exit code 1 (the command's behaviour)."""
     try:
         evaluate(opts)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:   # missing or bad files (named), a failed write (WriteFailed)
         print(f"gpsnet eval: {err}", file=sys.stderr)
         return 1
     return 0
@@ -101,29 +101,27 @@ def evaluate(args: EvalOptions) -> dict:
     predictions folder with ``gpsnet.eval`` and print the paper's table."""
     if args.data is None or args.weights is None:
         raise ValueError("evaluation needs the data root and the weights")
-    import cv2
-    from gpsnet.data.layout import GPSDataset
+    from gpsnet.data.layout import GPSDataset, first_images
     from gpsnet.eval import evaluate_folders, format_table
     from gpsnet.eval.evaluate import Progress, json_ready
     from gpsnet.eval.predictions import PredictionWriter
-    from gpsnet.viz import figure
+    from gpsnet.viz import figure, write_figure
     predictor = make_predictor(args)
     oracle = tuple(args.oracle or ())
     dataset = GPSDataset(args.data, args.split)
-    ids = dataset.ids[:args.limit] if args.limit else dataset.ids
+    ids = first_images(dataset.ids, args.limit)
     pred_dir = args.out / "predictions"
     overlay_dir = args.out / "overlays"
     if args.overlays:
         overlay_dir.mkdir(parents=True, exist_ok=True)
     hit = total = 0
     bar = Progress(len(ids), f"parsing {args.split}")
-    with PredictionWriter(pred_dir) as writer:
+    with PredictionWriter(pred_dir, replace=True) as writer:
         for k, (image_id, sample, pred, (h, t)) in enumerate(parse_split(predictor, dataset, ids, oracle)):
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
             hit, total = hit + h, total + t
             if k < args.overlays:
-                cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                            figure(sample.image, pred, sample))
+                write_figure(overlay_dir / f"{image_id}.png", figure(sample.image, pred, sample))
             bar.update()
     bar.close()
     results = evaluate_folders([pred_dir], args.data, args.split, ids=ids)[0]
@@ -134,8 +132,8 @@ def evaluate(args: EvalOptions) -> dict:
     label = spec_of(args.variant).label + (f" (oracle {'+'.join(oracle)})" if oracle else "") \
         + (" (flip)" if predictor.flip else "") \
         + (f" (scales {','.join(f'{f:g}' for f in predictor.scales)})" if predictor.scales != (1.0,) else "")
-    print(f"{len(ids)} image(s) of {args.data} ({args.split}); person box recall at IoU 0.5: "
-          f"{100 * results['box_recall']:.1f}%")
+    recall = f"{100 * results['box_recall']:.1f}%" if total else "- (no person in the ground truth)"
+    print(f"{len(ids)} image(s) of {args.data} ({args.split}); person box recall at IoU 0.5: {recall}")
     print(format_table({label: results}))
     (args.out / "results.json").write_text(json.dumps(json_ready(results), indent=1) + "\n")
     return results

@@ -20,6 +20,7 @@ import numpy as np
 
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.data.batch import fit_scale
+from gpsnet.data.layout import image_limit
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.builder import SETTINGS, NetConfig, add_set_arg, chosen_setting, net_param_text, override, spec_of, variants
@@ -170,15 +171,23 @@ class Predictor:
         else:
             det = self._layer_of_top("person_rois")
             self.net._forward(0, det)
+            if persons is not None and not len(persons):
+                # No person to parse (an image without any under --oracle boxes): the person layers
+                # would run on an empty batch, whose BatchNorm divides by zero (SIGFPE). The global
+                # parsing comes before the detector in every variant: it stands.
+                return self._output(0)
             for top, rows in (("person_rois", persons), ("face_rois", faces)):
                 if rows is not None:
                     self._inject(top, rows)
             self.net._forward(det + 1, last)
+        return self._output(self.net.blobs["person_rois"].data.reshape(-1, 5).shape[0])
+
+    def _output(self, n: int) -> RawOutput:
+        """The test net's outputs after a pass, for its first ``n`` persons."""
         b = self.net.blobs
         parts = spec_of(self.variant).person_output
-        n = b["person_rois"].data.reshape(-1, 5).shape[0]
-        return RawOutput(rois=b["person_rois"].data.reshape(-1, 5)[:, 1:].astype(np.float64),
-                         scores=b["person_scores"].data.reshape(-1).copy(),
+        return RawOutput(rois=b["person_rois"].data.reshape(-1, 5)[:n, 1:].astype(np.float64),
+                         scores=b["person_scores"].data.reshape(-1)[:n].copy(),
                          parts=b[parts].data[:n].astype(np.float32) if n else np.zeros((0, 1, 1, 1), np.float32),
                          global_prob=b["global_prob"].data[0].copy() if "global_prob" in b else None)
 
@@ -360,16 +369,13 @@ def iter_folder(folder: Path, failures: list[str]) -> Iterator[tuple[str, np.nda
 
 
 def iter_images(args: argparse.Namespace, failures: list[str]) -> Iterator[tuple[str, np.ndarray]]:
-    from gpsnet.data.layout import image_id_of_file, image_path, read_image, read_split
+    from gpsnet.data.layout import first_images, image_id_of_file, image_path, read_image, read_split
     if args.image:
         yield image_id_of_file(args.image), read_image(args.image)
     elif args.folder:
         yield from iter_folder(args.folder, failures)
     else:
-        ids = read_split(args.data, args.split)
-        if args.limit:
-            ids = ids[:args.limit]
-        for image_id in ids:
+        for image_id in first_images(read_split(args.data, args.split), args.limit):
             yield image_id, read_image(image_path(args.data, image_id))
 
 
@@ -400,7 +406,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     ap.add_argument("--score-thresh", type=float, default=d.score_thresh,
                     help=f"drop persons scoring below (default {d.score_thresh:g}: AP ranks every detection)")
-    ap.add_argument("--limit", type=int, default=d.limit, help="at most N images of the split (0: all)")
+    ap.add_argument("--limit", type=image_limit, default=d.limit, help="at most N images of the split (0: all)")
     ap.add_argument("--flip", action="store_true",
                     help="flip test: also parse the mirrored image (with the mirrored persons), average "
                          "the probabilities with left/right parts swapped back")
@@ -420,11 +426,11 @@ def make_predictor(args: PredictOptions | argparse.Namespace) -> Predictor:
 def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir: Path | None,
         overlay_dir: Path | None, max_overlays: int | None = None) -> int:
     """Predict every image; write predictions and overlays. Returns the number of images."""
-    from gpsnet.viz import MIN_SCORE, figure
+    from gpsnet.viz import MIN_SCORE, figure, write_figure
     writer: Any = None
     if pred_dir is not None:
         from gpsnet.eval.predictions import PredictionWriter
-        writer = PredictionWriter(pred_dir)
+        writer = PredictionWriter(pred_dir, replace=True)
     if overlay_dir is not None:
         overlay_dir.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -433,8 +439,8 @@ def run(predictor: Predictor, images: Iterator[tuple[str, np.ndarray]], pred_dir
         if writer is not None:
             writer.add(image_id, pred.scores, pred.masks, pred.global_seg)
         if overlay_dir is not None and (max_overlays is None or n < max_overlays):
-            cv2.imwrite(str(overlay_dir / f"{image_id}.png"),
-                        figure(image, pred, min_score=predictor.score_thresh or MIN_SCORE))
+            write_figure(overlay_dir / f"{image_id}.png",
+                         figure(image, pred, min_score=predictor.score_thresh or MIN_SCORE))
         n += 1
     if writer is not None:
         writer.close()

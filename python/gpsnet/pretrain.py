@@ -60,7 +60,7 @@ def start_weights(source: Path, variant: str, setting_name: str, folder: Path, c
     out = folder / f"{variant}_init.caffemodel"
     report: list[str] = []
     init_weights(source, variant, override(setting(setting_name), overrides), out, classes=classes,
-                 log=report.append)
+                 log=report.append, overwrite=True)   # (the run's own file, made again)
     print(f"pretrained start: {variant} from {source} -> {out}: {report[-1]}", flush=True)
     return out
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from gpsnet.data.layout import image_limit
 from gpsnet.nets.config import SETTINGS, NetConfig, Setting, add_set_arg, chosen_setting, named_setting, override
 from gpsnet.nets.prototxt import net_param_text, read_net_prototxt, snapshot_name
 from gpsnet.nets.solver import PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, Schedule, learning_rate, solver_text
@@ -203,7 +204,7 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
     ap.add_argument("--eval-every", type=int, default=d.eval_every,
                     help="learning curve: evaluate on --eval-split every N iterations (0: off)")
     ap.add_argument("--eval-split", default=d.eval_split, help=f"split of the learning curve (default {d.eval_split})")
-    ap.add_argument("--eval-limit", type=int, default=d.eval_limit,
+    ap.add_argument("--eval-limit", type=image_limit, default=d.eval_limit,
                     help="learning curve: at most N images of the split (0: all)")
     ap.add_argument("--test-net", help="the test prototxt of the learning curve (with --net)")
     add_set_arg(ap)
@@ -211,11 +212,18 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
 
 
 class TrainingStopped(RuntimeError):
-    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code."""
+    """A run stopped early (a signal, a non-finite loss, a data error); ``rc`` is the exit code,
+    ``state`` the solverstate of the snapshot taken on stopping (None: none), ``log`` the run's
+    log. ``str()`` is the message, then how ``gpsnet train`` continues and the log; ``args[0]``
+    the message alone (``gpsnet ablate`` says how it continues)."""
 
-    def __init__(self, message: str, rc: int) -> None:
+    def __init__(self, message: str, rc: int, state: Path | None = None, log: Path | None = None) -> None:
         super().__init__(message)
-        self.rc = rc
+        self.rc, self.state, self.log = rc, state, log
+
+    def __str__(self) -> str:
+        return (self.args[0] + (f" (--resume {self.state} continues)" if self.state else "")
+                + (f"; log {self.log}" if self.log else ""))
 
 
 @contextmanager
@@ -552,8 +560,8 @@ class Run:
         model = self.snaps.save()
         plot_log(self.log_path, self.out / "loss.png")
         if stopped is not None:
-            raise TrainingStopped(f"{stopped}; snapshot {model} (--resume {self.snaps.paths(solver.iter)[1]} "
-                                  f"continues); log {self.log_path}", stopped.rc)
+            raise TrainingStopped(f"{stopped}; snapshot {model}", stopped.rc, self.snaps.paths(solver.iter)[1],
+                                  self.log_path)
         print(f"snapshot {model}; log {self.log_path}; curve {self.out / 'loss.png'}", flush=True)
         return {"log": self.log_path, "snapshot": model, "losses": last, "out": self.out, "data": self.root,
                 "curve": curve.rows if curve is not None else []}

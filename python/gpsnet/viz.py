@@ -16,6 +16,7 @@ persons panels colour each person as an instance, in the same colour as its box.
 from __future__ import annotations
 
 import colorsys
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -26,6 +27,7 @@ from gpsnet.classes import CLASS_NAMES, IGNORE_LABEL, colorize
 
 MIN_FIGURE_WIDTH = 512            # every panel is enlarged (nearest) to at least this width
 MAX_PANEL_PIXELS = 4 * 1024 ** 2  # ... and never beyond this many pixels (larger images are shrunk)
+MAX_PANEL_SIDE = 2048             # ... nor this many on its longer side (a 1 x 5000 px image stays viewable)
 MIN_SCORE = 0.5                   # predicted persons drawn: those scoring at least this (at most MAX_PERSONS)
 MAX_PERSONS = 20
 GAP = 12                          # pixels between panels
@@ -65,13 +67,14 @@ class Persons:
 
 
 def display_size(height: int, width: int, min_width: int = MIN_FIGURE_WIDTH,
-                 max_pixels: int = MAX_PANEL_PIXELS) -> tuple[int, int]:
+                 max_pixels: int = MAX_PANEL_PIXELS, max_side: int = MAX_PANEL_SIDE) -> tuple[int, int]:
     """A panel's size for a ``height`` x ``width`` image: enlarged by the smallest integer factor that
-    reaches ``min_width``, but to at most ``max_pixels`` (then shrunk, aspect kept, at least 1 px)."""
+    reaches ``min_width``, but to at most ``max_pixels`` and ``max_side`` pixels on the longer side
+    (then shrunk, aspect kept, at least 1 px)."""
     height, width = max(int(height), 1), max(int(width), 1)
     factor: float = max(1, -(-min_width // width))
-    if height * width * factor ** 2 > max_pixels:
-        factor = (max_pixels / (height * width)) ** 0.5
+    if height * width * factor ** 2 > max_pixels or max(height, width) * factor > max_side:
+        factor = min((max_pixels / (height * width)) ** 0.5, max_side / max(height, width))
         if factor >= 1:
             factor = int(factor)
     return max(1, int(height * factor)), max(1, int(width * factor))
@@ -222,3 +225,17 @@ def figure(image: np.ndarray, prediction: Parsed, truth: Any | None = None, min_
     pad = np.full((strip.shape[0] + GAP, grid.shape[1], 3), BACKDROP, np.uint8)
     pad[:strip.shape[0], GAP:GAP + strip.shape[1]] = strip
     return np.concatenate([grid, pad], axis=0)
+
+
+def write_figure(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write a figure as a PNG, atomically (``gpsnet.safeio``); a figure OpenCV cannot encode is a
+    ValueError, a failed write a ``WriteFailed`` (an OSError), both naming ``path``."""
+    from gpsnet.safeio import atomic_write_bytes
+    what = f"{path}: cannot encode a {image.shape[1]} x {image.shape[0]} px PNG"
+    try:
+        ok, buf = cv2.imencode(".png", image)
+    except cv2.error as err:
+        raise ValueError(f"{what} ({str(err).strip().splitlines()[-1]})") from None
+    if not ok:
+        raise ValueError(what)
+    atomic_write_bytes(path, buf.tobytes())

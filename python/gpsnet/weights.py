@@ -13,6 +13,9 @@ Model Zoo front matter (``caffemodel:`` file name, ``sha1:``, ``name:``; ``known
 whose sha1 is a card's is named; a file with a card's file name and another sha1 is named as a corrupt
 or different download (a warning).
 
+``python -m gpsnet.weights SPEC...`` checks ``-weights`` values that way for the Caffe tool
+(``scripts/caffe_env``).
+
 ``resumable_state(path, ...)`` checks a ``--resume`` file: a ``.caffemodel`` is refused with a hint
 (``--weights``); a solverstate whose stored ``learned_net`` path is gone (its run folder moved)
 gets that path resolved beside the solverstate.
@@ -31,6 +34,7 @@ STATE_SUFFIX = ".solverstate"
 LISTED_NAMES = 8   # layer names shown in messages
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"   # the model cards (known_models)
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"   # Caffe's -weights also reads HDF5 files (H5Fis_hdf5)
 
 
 class WeightsError(ValueError):
@@ -213,6 +217,32 @@ def load_weights(net: Any, path: str | Path, quiet: bool = False) -> WeightsRepo
     return WeightsReport(files[0] if len(files) == 1 else Path(shown), filled, left)
 
 
+def weights_bytes(net: Any) -> int:
+    """An upper bound of the size of ``net``'s ``.caffemodel``: every layer's blobs (shared ones
+    included: the file holds them per layer), plus 1 MiB of structure."""
+    return sum(b.data.nbytes for blobs in net.params.values() for b in blobs) + (1 << 20)
+
+
+def save_weights(net: Any, path: Path) -> Path:
+    """``net.save(path)`` (a ``.caffemodel``) without its failure modes: Caffe aborts the process
+    on a failed write and leaves a partial file. The file is written into a folder with room for
+    it (``training.snapshots.Staging``: the system's temporary folder, else ``path``'s own), checked
+    first, then
+    moved to ``path`` complete (``training.snapshots.publish``): a full disk is a ``WriteFailed`` naming the
+    folder or ``path``, and ``path`` keeps what it held."""
+    import tempfile
+    from gpsnet.training.snapshots import Staging, publish
+    with tempfile.TemporaryDirectory(prefix="gpsnet-save-") as work:
+        staging = Staging(Path(work), [Path(tempfile.gettempdir()), path.parent])
+        try:
+            staged = staging.point(weights_bytes(net)) / path.name
+            net.save(str(staged))
+            publish(staged, path)
+        finally:
+            staging.close()
+    return path
+
+
 def _history_blobs(net: Any, solver_type: str) -> int:
     """The history blobs Caffe's solver keeps: one per learnable blob (SGD), two (Adam)."""
     return sum(len(blobs) for blobs in owned_params(net).values()) * (2 if solver_type == "Adam" else 1)
@@ -249,3 +279,31 @@ def resumable_state(path: str | Path, net: Any, solver_type: str, staging: Path)
     fixed = staging / path.name
     fixed.write_bytes(state.SerializeToString())
     return fixed
+
+
+def _is_hdf5(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gpsnet.weights SPEC...``: every file of each ``-weights`` value (``weight_files``)
+    must be a Caffe ``.caffemodel`` (``read_net_param``); else the first bad one is named, exit
+    code 1. The Caffe tool's wrapper (``scripts/caffe_env``) runs it before the tool, which logs
+    "Finetuning from" an empty or foreign file and trains from the fillers. An HDF5 file is left
+    to the tool (it reads HDF5 weights too)."""
+    for spec in sys.argv[1:] if argv is None else argv:
+        try:
+            for path in weight_files(spec):
+                if not _is_hdf5(path):
+                    read_net_param(path)
+        except (OSError, WeightsError) as err:
+            print(f"caffe: -weights {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -442,6 +442,26 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
     return ids
 
 
+def first_images(ids: list[str], limit: int, option: str = "--limit") -> list[str]:
+    """The first ``limit`` ids of a split (0: all of them). A negative ``limit`` is a ValueError
+    naming ``option`` (a slice ``ids[:-1]`` would silently drop the last image)."""
+    if limit < 0:
+        raise ValueError(f"{option} {limit}: at most N images takes N >= 0 (0: all)")
+    return ids[:limit] if limit else list(ids)
+
+
+def image_limit(text: str) -> int:
+    """argparse type of the ``--limit``-like options: an integer >= 0 (0: all images)."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: all images), got {value}")
+    return value
+
+
 def parse_id_lines(text: str, path: str | os.PathLike, comments: bool = False,
                    to_id: Callable[[str], str] = str) -> list[str]:
     """The ids of a list file's ``text``, one per line (``to_id`` maps a line to its id; blank lines,

@@ -25,7 +25,7 @@ import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
 from gpsnet.data.layout import check_image_id, encode_png, read_label_png
-from gpsnet.data.outputs import make_folder, write_file
+from gpsnet.data.outputs import make_folder, prepare_output_folder, write_file
 from gpsnet.eval.metrics import as_label_uint8
 
 RESULTS_FILE = "results.txt"
@@ -67,14 +67,20 @@ class PredictionWriter:
     `add(image_id, scores, masks, global_seg=None)`: `masks` is a list (or N x H x W array) of uint8
     part-label maps at the image's size, one per predicted person, `scores` their confidences.
     With `write_tags=True`, `global_tag/<id>.png` is written too (the highest score wins where
-    persons overlap). Usable as a context manager.
+    persons overlap). With `replace=True` (the folder is the command's own output, as
+    `gpsnet eval`'s and `gpsnet infer`'s `<out>/predictions`), an earlier predictions folder there is
+    emptied first, so that none of its files (a `global_seg/` of another variant) is read with the
+    new ones; a folder holding anything else is refused (`prepare_output_folder`). Usable as a
+    context manager.
     """
 
     def __init__(self, folder: str | os.PathLike, write_tags: bool = False,
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, replace: bool = False) -> None:
         self.folder = Path(folder)
         self.write_tags = write_tags
         self.num_classes = num_classes
+        if replace:
+            prepare_output_folder(self.folder, FOLDER_ENTRIES, "predictions folder", True, PredictionsError)
         make_folder(self.folder / PERSONS_DIR, PredictionsError)
         self._lines: dict[str, str] = {}
         self._closed = False

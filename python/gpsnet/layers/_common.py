@@ -1,11 +1,46 @@
-"""Helpers shared by the detector / mask Python layers (param_str parsing, seeded sampling)."""
+"""Helpers shared by the Python layers (errors shown in the Caffe tool, param_str parsing, seeded
+sampling)."""
 from __future__ import annotations
 
+import functools
 import json
+import sys
+import traceback
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
+
+
+LAYER_METHODS = ("setup", "reshape", "forward", "backward")
+
+
+def _shown(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except BaseException:
+            if sys._getframe().f_back is None:   # called by C++ with no Python below: the Caffe tool
+                print(f"Python layer {type(self).__name__}.{method.__name__} failed:", file=sys.stderr)
+                traceback.print_exc()
+                sys.stderr.flush()
+            raise
+    return call
+
+
+class ShowsErrors:
+    """Base of every Python layer: an exception leaving its ``setup`` / ``reshape`` / ``forward`` /
+    ``backward`` where no Python code called it (the Caffe tool's embedded interpreter, whose
+    C++ ends in ``terminate called after throwing ... error_already_set`` without printing it) is
+    printed with its traceback on stderr first. Under pycaffe (``gpsnet train``, ``infer``, ...)
+    the exception reaches the Python caller, which reports it: nothing is printed here."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in LAYER_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _shown(cls.__dict__[name]))
 
 
 def parse_params(layer_name: str, param_str: str, allowed: set[str]) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import AnchorTargetConfig, anchor_targets
-from gpsnet.layers._common import SeededSampling, config_keys, make_config, parse_params, read_blob
+from gpsnet.layers._common import SeededSampling, ShowsErrors, config_keys, make_config, parse_params, read_blob
 
 DEFAULT_SIZES: tuple[float, ...] = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 DEFAULT_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 
-class AnchorTargetLayer(SeededSampling, caffe.Layer):
+class AnchorTargetLayer(ShowsErrors, SeededSampling, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str,
                          {"feat_stride", "anchor_sizes", "anchor_ratios", "seed"}

@@ -19,7 +19,7 @@ import caffe
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
-from gpsnet.layers._common import parse_params
+from gpsnet.layers._common import ShowsErrors, parse_params
 
 
 def class_weights(root: str, split: str = "train", power: float = 0.5, images: int = 100,
@@ -39,7 +39,7 @@ def class_weights(root: str, split: str = "train", power: float = 0.5, images: i
     return w
 
 
-class ClassWeightsLayer(caffe.Layer):
+class ClassWeightsLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom: Any, top: Any) -> None:
         if len(bottom) != 0 or len(top) != 1:
             raise ValueError("ClassWeightsLayer takes no bottom and has one top")

@@ -15,9 +15,10 @@ from typing import Any
 import caffe
 
 from gpsnet.data.batch import TOP_NAMES, BatchParams, BatchPrefetcher
+from gpsnet.layers._common import ShowsErrors
 
 
-class GPSDataLayer(caffe.Layer):
+class GPSDataLayer(ShowsErrors, caffe.Layer):
     """Two (batch_size) augmented images per forward, with instance and face ground truth."""
 
     def setup(self, bottom: Any, top: Any) -> None:

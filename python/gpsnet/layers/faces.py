@@ -9,7 +9,7 @@ from __future__ import annotations
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import parse_params, read_blob, write_blob
+from gpsnet.layers._common import ShowsErrors, parse_params, read_blob, write_blob
 
 
 def mix_major_faces(gt: np.ndarray, detected: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def mix_major_faces(gt: np.ndarray, detected: np.ndarray) -> np.ndarray:
     return np.where(gt[:, 5:6] > 0, gt, detected)
 
 
-class MixMajorFacesLayer(caffe.Layer):
+class MixMajorFacesLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
         parse_params(self.__class__.__name__, self.param_str, set())
         if len(bottom) != 2 or len(top) != 1:

@@ -24,7 +24,7 @@ from typing import Any
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import parse_params
+from gpsnet.layers._common import ShowsErrors, parse_params
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -35,7 +35,7 @@ class NonFiniteLoss(FloatingPointError):
         self.losses = losses
 
 
-class FiniteLossGuardLayer(caffe.Layer):
+class FiniteLossGuardLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom: Any, top: Any) -> None:
         if len(top) != 1 or not bottom:
             raise ValueError("FiniteLossGuardLayer reads the losses (bottoms) and has one top (a constant 0)")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import caffe
 
 from gpsnet.detection.targets import mask_targets
-from gpsnet.layers._common import parse_params, read_blob
+from gpsnet.layers._common import ShowsErrors, parse_params, read_blob
 
 
-class MaskTargetLayer(caffe.Layer):
+class MaskTargetLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str, {"pooled", "binary"})
         self.pooled = int(p.get("pooled", 41))

@@ -19,11 +19,11 @@ import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import DetectConfig, ProposalConfig, detect, propose
-from gpsnet.layers._common import config_keys, make_config, parse_params, read_blob, write_blob
+from gpsnet.layers._common import ShowsErrors, config_keys, make_config, parse_params, read_blob, write_blob
 from gpsnet.layers.anchor_target import DEFAULT_RATIOS, DEFAULT_SIZES
 
 
-class ProposalLayer(caffe.Layer):
+class ProposalLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str,
                          {"feat_stride", "anchor_sizes", "anchor_ratios"} | config_keys(ProposalConfig))
@@ -62,7 +62,7 @@ class ProposalLayer(caffe.Layer):
         pass
 
 
-class DetectionLayer(caffe.Layer):
+class DetectionLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str, config_keys(DetectConfig))
         self.cfg = make_config(DetectConfig, p)

@@ -19,10 +19,10 @@ import caffe
 import numpy as np
 
 from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, match_detections, sample_rois
-from gpsnet.layers._common import SeededSampling, config_keys, make_config, parse_params, read_blob, write_blob
+from gpsnet.layers._common import SeededSampling, ShowsErrors, config_keys, make_config, parse_params, read_blob, write_blob
 
 
-class _RoiSampling(SeededSampling, caffe.Layer):
+class _RoiSampling(ShowsErrors, SeededSampling, caffe.Layer):
     """The two target layers' param_str: ``seed`` and RoiSampleConfig's fields; no backward."""
 
     def init_config(self) -> None:

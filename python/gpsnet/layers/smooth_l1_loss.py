@@ -11,7 +11,7 @@ from __future__ import annotations
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import parse_params
+from gpsnet.layers._common import ShowsErrors, parse_params
 
 
 def smooth_l1(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def smooth_l1(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     return val, grad
 
 
-class SmoothL1LossLayer(caffe.Layer):
+class SmoothL1LossLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
         p = parse_params(self.__class__.__name__, self.param_str, {"sigma"})
         self.sigma = float(p.get("sigma", 1.0))

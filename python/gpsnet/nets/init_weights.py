@@ -39,6 +39,7 @@ import numpy as np
 
 from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
                                  chosen_setting, variants)
+from gpsnet.weights import WeightsError, read_net_param, save_weights
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
 # full setting's 513-px canvas would allocate gigabytes of activations for nothing).
@@ -55,10 +56,6 @@ ASPP_RE = re.compile(r"^(fc[67])_(\d+)$")
 CLASS_RE = re.compile(r"^fc8_\d+$")          # an ASPP branch's class layer (DeepLab-v2's fc8_<dataset>_i: other names)
 NORM_SUFFIXES = ("_bn", "_scale")             # the BatchNorm / Scale layers after a convolution
 NORM_TYPES = ("BatchNorm", "Scale")
-
-
-class WeightsError(ValueError):
-    """A source model or a target net that cannot be mapped (shapes named in the message)."""
 
 
 @dataclass(frozen=True)
@@ -121,34 +118,44 @@ class SourceLayer:
     norm: tuple[np.ndarray, ...] = ()   # a BatchNorm / Scale layer's blobs (then ``weight`` is unused)
 
 
-def _blob_array(blob: Any) -> np.ndarray:
+def _blob_array(blob: Any, what: str) -> np.ndarray:
+    """A BlobProto's values in its shape: ``double_data`` when it has any (as Caffe's
+    ``Blob::FromProto`` reads it), else ``data``; a count that does not fill the shape is a
+    ``WeightsError`` naming ``what``."""
     dims = tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height,
                                                                  blob.width)
-    return np.asarray(blob.data, dtype=np.float32).reshape(dims)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    if len(values) != int(np.prod(dims, dtype=np.int64)):
+        raise WeightsError(f"{what}: {len(values)} values for the shape {_dims(dims)} it declares")
+    return np.asarray(values, dtype=np.float32).reshape(dims)
 
 
 def read_source(path: Path) -> dict[str, SourceLayer]:
     """The convolution and inner-product layers of a ``.caffemodel`` (current or V1 ``layers`` format,
     as the 2014 VGG-16 file is) by name; inner products as 1x1 convolutions, an ``fc6`` whose input is
-    ``C x 7 x 7`` (ImageNet VGG-16, C = conv5_3's filters) as a 7x7 convolution."""
-    from caffe.proto import caffe_pb2
+    ``C x 7 x 7`` (ImageNet VGG-16, C = conv5_3's filters) as a 7x7 convolution. A file that is not a
+    ``.caffemodel`` (empty, a text prototxt, a solverstate, garbage: ``gpsnet.weights.read_net_param``)
+    or a blob whose values do not fill its shape is a ``WeightsError`` naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"source model {path} not found (docs/nets.md 'Pretrained start' says "
                                 "where to get one)")
-    net = caffe_pb2.NetParameter()
-    net.ParseFromString(path.read_bytes())
+    net = read_net_param(path)
     layers: dict[str, SourceLayer] = {}
     for layer in [*net.layer, *net.layers]:
         if not layer.blobs:
             continue
         if layer.type in NORM_TYPES:   # (DeepLab-v2 with BatchNorm: this project's pretrained start)
-            blobs = tuple(_blob_array(b).reshape(-1) for b in layer.blobs)
+            blobs = tuple(_blob_array(b, f"{path}: layer {layer.name} blob {i}").reshape(-1)
+                          for i, b in enumerate(layer.blobs))
             layers[layer.name] = SourceLayer(blobs[0], None, blobs)
             continue
-        weight = _blob_array(layer.blobs[0])
+        weight = _blob_array(layer.blobs[0], f"{path}: layer {layer.name} weights")
         if _is_inner_product(layer):   # (out, in), or V1's (1, 1, out, in)
+            if weight.ndim < 2:
+                raise WeightsError(f"{path}: inner product {layer.name} has {weight.ndim}-D weights")
             weight = weight.reshape(weight.shape[-2], weight.shape[-1], 1, 1)
-        bias = _blob_array(layer.blobs[1]).reshape(-1) if len(layer.blobs) > 1 else None
+        bias = _blob_array(layer.blobs[1], f"{path}: layer {layer.name} bias").reshape(-1) \
+            if len(layer.blobs) > 1 else None
         layers[layer.name] = SourceLayer(weight, bias)
     if "fc6" in layers and "conv5_3" in layers and layers["fc6"].weight.shape[2] == 1:
         channels = layers["conv5_3"].weight.shape[0]
@@ -291,11 +298,30 @@ def target_net(variant: str, cfg: NetConfig) -> Any:
         os.unlink(f.name)
 
 
+def check_out(out: Path, source: Path, overwrite: bool) -> None:
+    """``--out`` names a ``.caffemodel`` to write: a folder, a path under a file, or an existing file
+    without ``overwrite`` (the ``--source`` itself included) is a ValueError, before any work."""
+    if out.is_dir():
+        raise ValueError(f"--out {out}: a folder; give the .caffemodel file to write")
+    for folder in out.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    if out.exists() and not overwrite:
+        same = " (it is the --source model)" if source.exists() and out.resolve() == source.resolve() else ""
+        raise ValueError(f"--out {out}: the file exists{same}; pass --overwrite to replace it, or another --out")
+
+
 def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: int = 0,
-                 log: Any = print, classes: bool = True) -> tuple[list[Filled], list[tuple[str, str]]]:
+                 log: Any = print, overwrite: bool = False,
+                 classes: bool = True) -> tuple[list[Filled], list[tuple[str, str]]]:
     """Writes ``out`` for ``variant`` in setting ``cfg`` from ``source``; prints and returns the report.
-    ``classes``: copy the ASPP class layers too where the source has them (``fill``)."""
+    ``out`` is checked first (``check_out``; an existing file is replaced only with ``overwrite``)
+    and written complete or not at all (``gpsnet.weights.save_weights``). ``classes``: copy the ASPP
+    class layers too where the source has them (``fill``)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
+    check_out(out, source, overwrite)
     import caffe
     caffe.set_mode_cpu()
     caffe.set_random_seed(seed)
@@ -306,7 +332,7 @@ def init_weights(source: Path, variant: str, cfg: NetConfig, out: Path, seed: in
     net = target_net(variant, cfg)
     filled, left = fill(net, layers, classes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net.save(str(out))
+    save_weights(net, out)
     log(f"{source} ({kind}) -> {out} for {variant} (channel multiplier {cfg.width:g})")
     width = max(len(name) for name in net.params)
     filled_norms = [f for f in filled if f.target.endswith(NORM_SUFFIXES)]
@@ -338,11 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-class-layers", dest="classes", action="store_false",
                     help="leave the ASPP class layers (fc8_i) at their fillers even where the source has them "
                          "(docs/nets.md 'Pretrained start': copying them is the measured default)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
     args = ap.parse_args(argv)
     try:
         init_weights(args.source, args.variant, chosen_setting(args.setting, args.small).cfg, args.out, args.seed,
-                     classes=args.classes)
-    except (FileNotFoundError, WeightsError) as err:
+                     overwrite=args.overwrite, classes=args.classes)
+    except (OSError, ValueError) as err:   # bad files (named: WeightsError), a full disk (WriteFailed)
         print(f"gpsnet init-weights: {err}", file=sys.stderr)
         return 1
     return 0

@@ -27,10 +27,9 @@ def snapshot_bytes(net: Any, solver_type: str) -> int:
     """An upper bound of a snapshot's size: the weights (every layer's, shared ones included: the
     .caffemodel holds them per layer), plus the solver's history of the learnable params (SGD: one
     copy, Adam: two), plus 1 MiB of structure."""
-    from gpsnet.weights import owned_params
-    weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
+    from gpsnet.weights import owned_params, weights_bytes
     history = sum(b.data.nbytes for blobs in owned_params(net).values() for b in blobs)
-    return weights + history * (2 if solver_type == "Adam" else 1) + (1 << 20)
+    return weights_bytes(net) + history * (2 if solver_type == "Adam" else 1)
 
 
 class Staging:
