@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,28 @@ def test_build_nets_check_names_a_file_the_builder_no_longer_writes(tmp_path, ca
     assert builder.main(["--out", str(tmp_path)]) == 0 and not stray.exists()
     assert own.read_text() == 'name: "my_det_par"\n'
     assert builder.main(["--out", str(tmp_path), "--check"]) == 0
+
+
+def test_build_nets_keeps_a_users_copy_of_a_committed_net(tmp_path, capsys):
+    """Issue 22, defect 2: a user's edited copy of a committed net keeps the builder's first line;
+    it is the builder's file only under the name the builder gives it."""
+    out = tmp_path / "prototxt"
+    shutil.copytree(REPO / "prototxt", out)
+    folder = out / "small" / "ad_fuse"
+    mine = folder / "train_mine.prototxt"
+    mine.write_text((folder / "train.prototxt").read_text().replace("num_output: 8\n", "num_output: 16\n", 1))
+    my_solver = folder / "solver_mine.prototxt"
+    my_solver.write_text((folder / "solver.prototxt").read_text().replace("/train.prototxt", "/train_mine.prototxt"))
+    other = folder / "test_det_par.prototxt"   # a copy of another variant's test net
+    other.write_text((out / "small" / "det_par" / "test.prototxt").read_text())
+    mine_before = {p: p.read_text() for p in (mine, my_solver, other)}
+    assert mine.read_text().splitlines()[0] == 'name: "gpsnet_ad_fuse_train"'
+    capsys.readouterr()
+    assert builder.main(["--out", str(out), "--check"]) == 0
+    assert builder.main(["--out", str(out)]) == 0
+    assert "removed" not in capsys.readouterr().out
+    assert {p: p.read_text() for p in mine_before} == mine_before
+    assert builder.main(["--out", str(out), "--check"]) == 0 and "remove it" not in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ training
