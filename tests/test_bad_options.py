@@ -84,3 +84,52 @@ def test_bad_set_values_stop_every_command_before_anything_is_written(command, d
     for item in ONE_PER_KEY:
         key = item.partition("=")[0]
         assert f"--set {item}: {key} must be {FIELD_RULES[key].what}" in res.stderr, item
+
+
+# ------------------------------------------------------------------------------------ (8) train's options
+def _train_main(data_root: Path, out: Path, *extra: str, variant: str = "loc") -> int:
+    pytest.importorskip("caffe")
+    from gpsnet import train
+    return train.main(["--variant", variant, "--setting", "tiny", "--data", str(data_root), "--out", str(out),
+                       "--display", "0", *extra])
+
+
+@pytest.mark.parametrize("variant", ["loc", "det_par"])
+def test_a_bad_eval_split_is_named_before_any_training(variant, data_root, tmp_path, capsys):
+    """It was found at the first learning-curve point (iteration 4; det_par: after its whole first
+    stage), the run then lost with no snapshot."""
+    out = tmp_path / "run"
+    assert _train_main(data_root, out, "--iters", "6", "--eval-every", "4", "--eval-split", "bogus",
+                       variant=variant) == 1
+    err = capsys.readouterr().err
+    assert "--eval-split bogus: " in err and "unknown split 'bogus'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--iters", "-1", "an integer >= 0"), ("--snapshot-every", "-2", "an integer >= 0"),
+    ("--eval-every", "-4", "an integer >= 0"), ("--display", "-1", "an integer >= 0"),
+    ("--synthetic-num", "0", "an integer >= 1"), ("--time-limit", "nan", "a finite number >= 0"),
+    ("--time-limit", "-5", "a finite number >= 0"), ("--seed", "-1", "an integer in [0, 2147483647]")])
+def test_bad_numbers_are_named_before_anything_is_written(flag, value, allowed, data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train_main(data_root, out, "--iters", "2", flag, value) == 1
+    assert f"gpsnet train: {flag} {value}: must be {allowed}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_files_read_later_are_checked_up_front(data_root, tmp_path, capsys):
+    """The learning curve's --test-net and a staged run's --weights used to be read only after the
+    run folder was written (the test net at the first curve point)."""
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\xff\xfe not a model \x00" * 20)
+    text = tmp_path / "text.prototxt"
+    text.write_text("layer { nonsense")
+    out = tmp_path / "run"
+    assert _train_main(data_root, out, "--iters", "2", "--eval-every", "1", "--net", str(REPO / "prototxt" / "small" /
+                       "loc" / "train.prototxt"), "--test-net", str(text)) == 1
+    assert f"--test-net {text}: not a Caffe net prototxt" in capsys.readouterr().err and not out.exists()
+    assert _train_main(data_root, out, "--iters", "2", "--weights", str(garbage), variant="det_par") == 1
+    assert f"{garbage}: not a Caffe .caffemodel" in capsys.readouterr().err and not out.exists()
+    assert _train_main(data_root, out, "--iters", "2", "--resume", str(tmp_path / "gone.solverstate")) == 1
+    assert f"--resume {tmp_path / 'gone.solverstate'}: no such file" in capsys.readouterr().err and not out.exists()
