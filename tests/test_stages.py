@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +132,28 @@ def test_build_nets_check_names_a_file_the_builder_no_longer_writes(tmp_path, ca
     assert builder.main(["--out", str(tmp_path), "--check"]) == 0
 
 
+def test_build_nets_keeps_a_users_copy_of_a_committed_net(tmp_path, capsys):
+    """Issue 22, defect 2: a user's edited copy of a committed net keeps the builder's first line;
+    it is the builder's file only under the name the builder gives it."""
+    out = tmp_path / "prototxt"
+    shutil.copytree(REPO / "prototxt", out)
+    folder = out / "small" / "ad_fuse"
+    mine = folder / "train_mine.prototxt"
+    mine.write_text((folder / "train.prototxt").read_text().replace("num_output: 8\n", "num_output: 16\n", 1))
+    my_solver = folder / "solver_mine.prototxt"
+    my_solver.write_text((folder / "solver.prototxt").read_text().replace("/train.prototxt", "/train_mine.prototxt"))
+    other = folder / "test_det_par.prototxt"   # a copy of another variant's test net
+    other.write_text((out / "small" / "det_par" / "test.prototxt").read_text())
+    mine_before = {p: p.read_text() for p in (mine, my_solver, other)}
+    assert mine.read_text().splitlines()[0] == 'name: "gpsnet_ad_fuse_train"'
+    capsys.readouterr()
+    assert builder.main(["--out", str(out), "--check"]) == 0
+    assert builder.main(["--out", str(out)]) == 0
+    assert "removed" not in capsys.readouterr().out
+    assert {p: p.read_text() for p in mine_before} == mine_before
+    assert builder.main(["--out", str(out), "--check"]) == 0 and "remove it" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------ training
 def _args(variant, data_root, out, iters, *extra):
     return train_mod.parse_args(["--variant", variant, "--setting", "tiny", "--data", str(data_root),
@@ -180,6 +207,62 @@ def test_an_interrupted_stage_resumes_when_the_command_runs_again(data_root, tmp
     assert "glo_conv1_1" in merged and "mask_score" in merged and "conv1_1" in merged
     np.testing.assert_array_equal(merged["glo_fc8_1"][0], _blobs(res["stages"]["glo"])["glo_fc8_1"][0])
     np.testing.assert_array_equal(merged["mask_score"][0], _blobs(res["stages"]["ins"])["mask_score"][0])
+
+    # glo's final model gone (issue 22, defect 7): glo resumes from its snapshot at 4, ins is kept
+    ins_log = (out / "ins" / "log.jsonl").stat().st_mtime_ns
+    res["stages"]["glo"].unlink()
+    capsys.readouterr()
+    again = train_mod.train(_args("ins_glo", data_root, out, 8))
+    log = capsys.readouterr().out
+    assert "stage 1/2 glo: run folder" in log and "resumes" in log and "ins_glo_glo_iter_4.solverstate" in log
+    assert "stage 2/2 ins: trained before" in log and (out / "ins" / "log.jsonl").stat().st_mtime_ns == ins_log
+    assert again["stages"]["glo"].is_file() and [json.loads(r)["iter"] for r in
+                                                 (out / "glo" / "log.jsonl").read_text().splitlines()] == list(range(8))
+
+
+def _iters(log):
+    return [json.loads(r)["iter"] for r in log.read_text().splitlines()]
+
+
+def test_a_kill_during_stage_par_keeps_det_and_the_same_command_continues(data_root, tmp_path, capsys):
+    """Issue 22, defect 7: SIGKILL in stage par before its first snapshot; the same command again said
+    "<out>/par already holds a run" (and --overwrite retrained det). Deleted det snapshots too."""
+    out = tmp_path / "run"
+    argv = ["--variant", "det_par", "--setting", "tiny", "--data", str(data_root), "--iters", "8", "--lr", "0.003",
+            "--out", str(out), "--display", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "gpsnet.cli", "train", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    par_log = out / "par" / "log.jsonl"
+    deadline = time.time() + 300
+    while not (par_log.is_file() and len(par_log.read_text().splitlines()) >= 1):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    det_model = out / "det" / "snapshots" / "det_par_det_iter_8.caffemodel"
+    det_bytes = det_model.read_bytes()
+    assert len(_iters(par_log)) < 8 and not list((out / "par" / "snapshots").glob("*.caffemodel"))
+
+    assert train_mod.main(argv) == 0
+    log = capsys.readouterr().out
+    assert "stage 1/2 det: trained before" in log
+    assert "stage 2/2 par: run folder" in log and "trained from its start: its run stopped before its first snapshot" in log
+    assert det_model.read_bytes() == det_bytes and _iters(par_log) == list(range(8))
+    merged = out / "snapshots" / "det_par_iter_8.caffemodel"
+    np.testing.assert_array_equal(_blobs(merged)["par_fc8_1"][0],
+                                  _blobs(out / "par" / "snapshots" / "det_par_par_iter_8.caffemodel")["par_fc8_1"][0])
+
+    # det's snapshots deleted: det trains from its start, and par after it (its frozen copy of det was the old one)
+    for f in (out / "det" / "snapshots").iterdir():
+        f.unlink()
+    assert train_mod.main(argv) == 0
+    log = capsys.readouterr().out
+    assert "stage 1/2 det: run folder" in log and "trained from its start: its run stopped" in log
+    assert "stage 2/2 par: run folder" in log and "trained from its start: stage det was trained again" in log
+    assert det_model.is_file() and _iters(out / "det" / "log.jsonl") == _iters(par_log) == list(range(8))
+    for name, blobs in _blobs(det_model).items():   # par holds the new det
+        np.testing.assert_array_equal(blobs[0], _blobs(merged)[name][0], err_msg=name)
 
 
 def test_a_later_stage_without_weights_is_warned(data_root, tmp_path, capsys):

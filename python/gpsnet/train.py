@@ -13,8 +13,10 @@ The baselines the paper builds from separate networks (``det_par``, ``ins_glo``:
 train stage after stage, each in its own run folder ``<out>/<stage>/`` with its own solver (a stage
 starting from an earlier one gets that stage's final weights, its shared layers frozen); their final
 weights are then merged into ``<out>/snapshots/<variant>_iter_<N>.caffemodel`` for the test net. A
-finished stage is not trained again, and an interrupted one resumes from its last snapshot, when the
-same command runs again. ``--stage NAME`` trains one stage only, as a single run.
+finished stage is not trained again, and an interrupted one resumes from its last snapshot (or starts
+again when it had none), when the same command runs again (``stage_start``). ``--stage NAME`` trains one
+stage only, as a single run. The options are checked before anything runs (``check_options``,
+``check_inputs``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.data.layout import image_limit
-from gpsnet.nets.config import SETTINGS, NetConfig, Setting, add_set_arg, chosen_setting, named_setting, override
+from gpsnet.nets.config import (FIELD_RULES, SETTINGS, NetConfig, Setting, add_set_arg, chosen_setting,
+                               named_setting, override)
 from gpsnet.nets.prototxt import net_param_text, read_net_prototxt, snapshot_name
 from gpsnet.nets.solver import PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, Schedule, learning_rate, solver_text
 from gpsnet.nets.variants import spec_of, variants
@@ -48,6 +51,10 @@ RC_NON_FINITE = 3
 RC_DATA_ERROR = 4
 
 
+def finite_non_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
 def learning_rate_arg(text: str) -> float:
     """``--lr``: a finite number >= 0 (NaN, inf or a negative rate only ever diverge; 0 keeps the
     weights, e.g. to check a start or a data set)."""
@@ -55,7 +62,7 @@ def learning_rate_arg(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
+    if not finite_non_negative(value):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
@@ -260,6 +267,43 @@ def settle(args: TrainOptions) -> tuple[Setting, TrainOptions]:
         schedule_of(args, chosen.schedule))
 
 
+def check_options(args: TrainOptions) -> None:
+    """The options of a settled ``args`` that need no file, checked before anything runs (the ones
+    naming files: ``check_inputs``); ``ValueError`` naming the option and its allowed values."""
+    seed = FIELD_RULES["seed"]
+    bad = [f"--{name.replace('_', '-')} {getattr(args, name)}: must be an integer >= {lo}"
+           for name, lo in (("iters", 0), ("snapshot_every", 0), ("eval_every", 0), ("display", 0),
+                            ("synthetic_num", 1)) if getattr(args, name) < lo]
+    bad += [f"--{name.replace('_', '-')} {value:g}: must be a finite number >= 0"
+            for name, value in (("lr", args.lr), ("time_limit", args.time_limit)) if not finite_non_negative(value)]
+    if not seed.ok(args.seed):
+        bad.append(f"--seed {args.seed}: must be {seed.what}")
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
+def check_inputs(args: TrainOptions, root: Path) -> None:
+    """The files the options name, checked before anything is trained or written (a later stage or
+    the learning curve reads some of them only after training): ``--weights`` (each a Caffe model),
+    ``--resume``, and with ``--eval-every`` the ``--eval-split`` of ``root`` (every file of it) and
+    ``--test-net``. (``--net`` and the train split: ``train_net``, before it writes.)"""
+    from gpsnet.data.layout import GPSDataError
+    from gpsnet.weights import read_net_param, weight_files
+    for what, path in [*(("--weights", p) for p in (weight_files(args.weights) if args.weights else [])),
+                       ("--resume", args.resume)]:
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path}: no such file")
+        if what == "--weights":
+            read_net_param(path)
+    if args.eval_every:
+        try:
+            check_split_files(root, args.eval_split)
+        except GPSDataError as err:
+            raise GPSDataError(f"--eval-split {args.eval_split}: {err}") from None
+        if args.test_net:
+            read_net_prototxt(Path(args.test_net), "--test-net")
+
+
 def run_folder(args: TrainOptions, name: str) -> Path:
     """``--out``, or ``runs/<variant>[-<setting>]``."""
     out = args.out or Path("runs") / (args.variant + ("" if name == "full" else f"-{name}"))
@@ -298,6 +342,46 @@ def stage_plan(args: TrainOptions, setting_name: str) -> StagePlan:
                                 for i, st in enumerate(spec.stages)), staged=True)
 
 
+@dataclass(frozen=True)
+class StageStart:
+    """How a stage of a staged run trains: from ``resume`` (its latest snapshot), or from its start
+    (``again``: its run folder's earlier run replaced); ``why`` says which, for the log."""
+    resume: Path | None = None
+    again: bool = False
+    why: str = ""
+
+
+def stage_start(args: TrainOptions, net: PlannedNet, trained: set[str]) -> Path | StageStart:
+    """A stage of a staged run (docs/nets.md, "The baselines"): its final model when it is finished,
+    else how it trains. Trained from its start when ``--overwrite`` says so, when the stage it starts
+    from was trained by this call (``trained``: its frozen copy of it would be stale), or when its run
+    folder holds no model (a run stopped before its first snapshot, snapshots deleted); resumed from
+    its latest snapshot below ``--iters`` otherwise. A folder holding models but none to finish or
+    resume (another ``--iters``) is an error: it is replaced only with ``--overwrite``."""
+    assert net.stage is not None
+    folder = net.out / "snapshots"
+    prefix = snapshot_name(args.variant, net.stage)
+    final = snapshot_files(folder / prefix, args.iters)[0]
+    if args.overwrite:
+        return StageStart(again=True)
+    if net.start_from in trained:
+        return StageStart(again=True, why=f"trained from its start: stage {net.start_from} was trained again")
+    if final.is_file():
+        return final
+    resume = latest_state(folder, prefix, before=args.iters)
+    if resume is not None:
+        return StageStart(resume=resume, why=f"resumes {resume}")
+    models = sorted(folder.glob(f"{prefix}_iter_*.caffemodel")) if folder.is_dir() else []
+    if models:
+        raise ValueError(f"{net.out}: stage {net.stage} holds {', '.join(m.name for m in models)} but no snapshot "
+                         f"to finish or resume to --iters {args.iters}: pass that run's --iters, or --overwrite "
+                         "to train every stage again")
+    if (net.out / "log.jsonl").is_file():
+        return StageStart(again=True, why="trained from its start: its run stopped before its first snapshot, "
+                                          "or its snapshots are gone")
+    return StageStart()
+
+
 def train(args: TrainOptions, cfg: NetConfig | None = None,
           curve_weights: list[Path] | None = None) -> dict[str, Any]:
     """Run the solver; returns {"log": path, "snapshot": caffemodel, "losses": last row, "curve":
@@ -311,6 +395,7 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     os.environ.setdefault("GLOG_minloglevel", "2")
     chosen, args = settle(args)
     cfg = override(cfg or chosen.cfg, args.overrides)   # a bad --set fails before anything starts
+    check_options(args)
     import caffe
     from gpsnet.device import use_device
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
@@ -325,32 +410,33 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
                          "same command again to continue (finished stages are kept, an interrupted one resumes "
                          "from its last snapshot), or give --stage NAME to resume one stage's solverstate")
     plan = stage_plan(args, chosen.name)
+    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
+    check_inputs(args, root)
+    args = replace(args, data=root)
     if not plan.staged:
         return train_net(args, cfg, chosen.name, curve_weights)
-    root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     models: dict[str, Path] = {}
+    trained: set[str] = set()   # the stages trained by this call
     last: dict[str, Any] = {}
     for i, net in enumerate(plan.nets, start=1):
         assert net.stage is not None
         head = f"stage {i}/{len(plan.nets)} {net.stage}"
-        prefix = snapshot_name(args.variant, net.stage)
-        final = snapshot_files(net.out / "snapshots" / prefix, args.iters)[0]
-        if final.is_file() and not args.overwrite:
-            print(f"{head}: trained before ({final})", flush=True)
-            models[net.stage] = final
+        start = stage_start(args, net, trained)
+        if isinstance(start, Path):
+            print(f"{head}: trained before ({start})", flush=True)
+            models[net.stage] = start
             continue
         starts = [*([args.weights] if args.weights else []), *([str(models[net.start_from])] if net.start_from else [])]
-        resume = (latest_state(net.out / "snapshots", prefix)
-                  if not args.overwrite and (net.out / "log.jsonl").is_file() else None)
         print(f"{head}: run folder {net.out}"
               + (f"; starts from stage {net.start_from} ({models[net.start_from]}), its layers frozen"
                  if net.start_from else "")
-              + (f"; resumes {resume}" if resume else ""), flush=True)
-        last = train_net(replace(args, stage=net.stage, out=net.out, data=root, weights=",".join(starts) or None,
-                                 resume=str(resume) if resume else None, overrides=None,   # (in cfg)
-                                 eval_every=args.eval_every if net.last else 0),
+              + (f"; {start.why}" if start.why else ""), flush=True)
+        last = train_net(replace(args, stage=net.stage, out=net.out, weights=",".join(starts) or None,
+                                 resume=str(start.resume) if start.resume else None, overrides=None,   # (in cfg)
+                                 overwrite=start.again, eval_every=args.eval_every if net.last else 0),
                          cfg, chosen.name, curve_weights=[*(Path(w) for w in starts), *models.values()])
         models[net.stage] = last["snapshot"]
+        trained.add(net.stage)
     merged = merge_stages(args.variant, cfg, models, snapshot_files(plan.out / "snapshots" / args.variant, args.iters)[0])
     return {"losses": {}, "curve": [], **last, "snapshot": merged, "out": plan.out, "data": root, "stages": models,
             "log": last.get("log", plan.nets[-1].out / "log.jsonl")}
@@ -387,10 +473,7 @@ def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
     if (out / "log.jsonl").is_file() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} already holds a run (log.jsonl): pass --overwrite to replace it, "
                          "--resume to continue it, or another --out")
-    starts = weight_files(args.weights) if args.weights else []
-    for what, path in [*(("--weights", p) for p in starts), ("--resume", args.resume)]:
-        if path and not Path(path).is_file():
-            raise FileNotFoundError(f"{what} {path}: no such file")
+    starts = weight_files(args.weights) if args.weights else []   # (checked by check_inputs)
     text = net_param_text(args.variant, cfg, True, args.net, args.stage)
     root = ensure_synthetic(args.data, cfg.size - 1, args.synthetic_num, args.seed)
     n_train = check_split_files(root, "train")
@@ -431,6 +514,14 @@ def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
             staging.close()
 
 
+def logged_iteration(row: str) -> float:
+    """The iteration of a ``log.jsonl`` line; infinity for a line that is not a whole row."""
+    try:
+        return json.loads(row)["iter"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 @dataclass
 class Run:
     """One net's training run: what its loop reads (``args`` settled; ``signals`` from
@@ -466,7 +557,7 @@ class Run:
         start = self.solver.iter
         fast_forward(self.solver.net, start)
         rows = [r for r in (self.log_path.read_text().splitlines() if self.log_path.is_file() else [])
-                if r.strip() and json.loads(r)["iter"] < start]
+                if logged_iteration(r) < start]   # (a line cut short by a kill: dropped)
         atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
         return start
 
@@ -475,7 +566,7 @@ class Run:
         args = self.args
         if not args.eval_every:
             return None
-        test_text = (read_net_prototxt(Path(args.test_net)) if args.test_net
+        test_text = (read_net_prototxt(Path(args.test_net), "--test-net") if args.test_net
                      else net_param_text(args.variant, self.cfg, False))
         curve = LearningCurve(self.solver.net, args.variant, self.cfg, test_text, self.root, args.eval_split,
                               args.eval_limit, self.out, gpu=args.gpu, other_weights=tuple(self.curve_weights))

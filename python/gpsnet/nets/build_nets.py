@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -31,14 +32,34 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
     return files
 
 
-def written_by_builder(path: Path) -> bool:
-    """Whether a prototxt is one the builder wrote (its first line), not a user's own file."""
+def builder_file_name(path: Path) -> str | None:
+    """The name the builder gives a file of this content in its variant folder, from the content (a
+    net's ``name: "gpsnet_<variant>_train_<stage>"``, a solver's ``train_net``); None when the content
+    is not the builder's (or names another variant)."""
     try:
-        with path.open() as f:
-            first = f.readline()
+        text = path.read_text()
     except (OSError, UnicodeDecodeError):
-        return False
-    return first.startswith((SOLVER_HEADER, f'name: "{NET_NAME_PREFIX}'))
+        return None
+    variant = re.escape(path.parent.name)
+    if text.startswith(SOLVER_HEADER):   # its train net and snapshots name one stage, its net is not a user's
+        net = re.search(rf'^train_net: ".*/{variant}/train(?:_(\w+))?\.prototxt"$', text, re.MULTILINE)
+        stage = net.group(1) if net else None
+        snaps = re.search(r'^snapshot_prefix: ".*/(\w+)"$', text, re.MULTILINE)
+        own_net = path.parent / train_net_file(stage)
+        if not net or not snaps or snaps.group(1) != snapshot_name(path.parent.name, stage) or (
+                own_net.exists() and builder_file_name(own_net) != own_net.name):
+            return None
+        return solver_file(stage)
+    name = re.match(rf'name: "{NET_NAME_PREFIX}{variant}_(?:(test)|train(?:_(\w+))?)"\n', text)
+    if not name:
+        return None
+    return "test.prototxt" if name.group(1) else train_net_file(name.group(2))
+
+
+def written_by_builder(path: Path) -> bool:
+    """Whether a prototxt is one the builder wrote, under the name it gave it: not a user's own file,
+    nor a user's copy of the builder's under another name (it keeps the builder's first line)."""
+    return builder_file_name(path) == path.name
 
 
 def main(argv: list[str] | None = None) -> int:

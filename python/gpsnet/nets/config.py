@@ -4,10 +4,11 @@ that every command's ``--setting`` / ``--small`` selects."""
 from __future__ import annotations
 
 import argparse
+import math
 import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gpsnet.data.batch import DEEPLAB_MEAN_BGR
 from gpsnet.geometry import ROI_ALIGNED, ROI_SAMPLING_RATIO
@@ -104,14 +105,107 @@ class NetConfig:
         return 1.0 / self.feat_stride
 
     def __post_init__(self) -> None:
-        if self.feat_stride not in (2, 4, 8):
-            raise ValueError(f"feat_stride must be 2, 4 or 8, got {self.feat_stride}")
-        if (self.size - 1) % 8:
-            raise ValueError(f"size must be 8k + 1, got {self.size}")
-        if not (0 < self.face_x < 1 and 0 < self.face_y < 1):
-            raise ValueError(f"face position must lie inside the box, got ({self.face_x}, {self.face_y})")
-        if self.train_faces not in TRAIN_FACES:
-            raise ValueError(f"train_faces must be one of {', '.join(TRAIN_FACES)}, got {self.train_faces!r}")
+        check_config(self)
+
+
+class ConfigError(ValueError):
+    """NetConfig fields outside their allowed values (``FIELD_RULES``): ``bad`` maps each to its message."""
+
+    def __init__(self, bad: dict[str, str]) -> None:
+        super().__init__("; ".join(bad.values()))
+        self.bad = bad
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A NetConfig field's allowed values: ``what`` says them (errors, docs/nets.md), ``ok`` tests one."""
+    what: str
+    ok: Callable[[Any], bool]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(lo: int, hi: int | None = None) -> Allowed:
+    return Allowed(f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]",
+                   lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi))
+
+
+def _number(lo: float, hi: float | None = None, open_ends: bool = False) -> Allowed:
+    """A finite number >= lo (> lo with ``open_ends``), and <= hi (< hi) when given."""
+    if hi is None:
+        what = f"a finite number {'>' if open_ends else '>='} {lo:g}"
+    else:
+        what = f"a number in {'(' if open_ends else '['}{lo:g}, {hi:g}{')' if open_ends else ']'}"
+    return Allowed(what, lambda v: _is_number(v) and (v > lo if open_ends else v >= lo)
+                   and (hi is None or (v < hi if open_ends else v <= hi)))
+
+
+def _some(each: Allowed) -> Allowed:
+    return Allowed(f"one or more comma-separated values, each {each.what}",
+                   lambda v: isinstance(v, tuple) and len(v) > 0 and all(map(each.ok, v)))
+
+
+_BOOL = Allowed("true or false", lambda v: isinstance(v, bool))
+_POSITIVE = _integer(1)
+_FRACTION = _number(0, 1)
+# The one table of every NetConfig field's allowed values (``check_config``): for the builder, the
+# settings, ``--set`` and any caller alike; docs/nets.md ("--set") lists it.
+FIELD_RULES: dict[str, Allowed] = {
+    "width": _number(0, open_ends=True),
+    "feat_stride": Allowed("2, 4 or 8", lambda v: _is_int(v) and v in (2, 4, 8)),
+    "batch_norm": _BOOL,
+    "bn_momentum": _FRACTION,
+    "class_balance": _number(0),
+    "size": Allowed("8k + 1 (an integer >= 9: 9, 17, ..., 513)", lambda v: _is_int(v) and v >= 9 and (v - 1) % 8 == 0),
+    "pooled": _POSITIVE,
+    "dilations": _some(_POSITIVE),
+    "fc_channels": _POSITIVE,
+    "box_fc": _POSITIVE,
+    "fuse_channels": _POSITIVE,
+    "mask_head_channels": _POSITIVE,
+    "dropout": _BOOL,
+    "anchor_sizes": _some(_number(0, open_ends=True)),
+    "anchor_ratios": _some(_number(0, open_ends=True)),
+    "rpn_batch": _POSITIVE,
+    "roi_batch": _POSITIVE,
+    "max_mask_rois": _POSITIVE,
+    "train_pre_nms": _POSITIVE,
+    "train_post_nms": _POSITIVE,
+    "test_pre_nms": _POSITIVE,
+    "test_post_nms": _POSITIVE,
+    "min_size": _number(0),
+    "det_score_thresh": _FRACTION,
+    "face_score_thresh": _FRACTION,
+    "train_faces": Allowed(f"one of {', '.join(TRAIN_FACES)}", lambda v: v in TRAIN_FACES),
+    "det_nms": _FRACTION,
+    "max_persons": _POSITIVE,
+    "batch_size": _POSITIVE,
+    "scales": Allowed("two numbers lo,hi with 0 < lo <= hi", lambda v: isinstance(v, tuple) and len(v) == 2
+                      and all(_is_number(x) and x > 0 for x in v) and v[0] <= v[1]),
+    "face_x": _number(0, 1, open_ends=True),
+    "face_y": _number(0, 1, open_ends=True),
+    "sampling_ratio": _integer(0),
+    "roi_aligned": _BOOL,
+    "mean_bgr": Allowed("three numbers B,G,R in [0, 255]", lambda v: isinstance(v, tuple) and len(v) == 3
+                        and all(_is_number(x) and 0 <= x <= 255 for x in v)),
+    "data_root": Allowed("a non-empty path", lambda v: isinstance(v, str) and bool(v.strip())),
+    "seed": _integer(0, 2**31 - 1),
+}
+
+
+def check_config(cfg: NetConfig) -> None:
+    """Every field of ``cfg`` against ``FIELD_RULES``; ``ConfigError`` naming each one outside its
+    allowed values (``<field> must be <allowed>, got <value>``)."""
+    bad = {f.name: f"{f.name} must be {FIELD_RULES[f.name].what}, got {getattr(cfg, f.name)!r}"
+           for f in fields(cfg) if not FIELD_RULES[f.name].ok(getattr(cfg, f.name))}
+    if bad:
+        raise ConfigError(bad)
 
 
 def _convert(key: str, kind: Any, text: str) -> Any:
@@ -168,8 +262,10 @@ def override(cfg: "NetConfig", items: list[str] | tuple[str, ...] | None) -> "Ne
         changes[key] = _convert(key, hints[key], text)
     try:
         return replace(cfg, **changes)
-    except ValueError as err:
-        raise ValueError(f"--set {' '.join(items)}: {err}") from None
+    except ConfigError as err:   # each bad field named with the item that set it
+        given = {item.partition("=")[0].strip(): item for item in items}
+        raise ValueError("; ".join(f"--set {given[name]}: {why}" if name in given else why
+                                   for name, why in err.bad.items())) from None
 
 
 @dataclass(frozen=True)

@@ -49,15 +49,15 @@ def net_param_text(variant: str, cfg: NetConfig, train: bool, net: str | None = 
     return net_text(variant, cfg, train, stage)
 
 
-def read_net_prototxt(path: Path) -> str:
-    """A prototxt's text; ``ValueError`` naming the file when it is not a readable NetParameter."""
+def read_net_prototxt(path: Path, option: str = "--net") -> str:
+    """A prototxt's text; ``ValueError`` naming the option and the file when it is not a readable NetParameter."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     try:
         text = path.read_text()
         text_format.Merge(text, caffe_pb2.NetParameter())
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--net {path}: unreadable ({err})") from None
+        raise ValueError(f"{option} {path}: unreadable ({err})") from None
     except text_format.ParseError as err:
-        raise ValueError(f"--net {path}: not a Caffe net prototxt (NetParameter): {err}") from None
+        raise ValueError(f"{option} {path}: not a Caffe net prototxt (NetParameter): {err}") from None
     return text

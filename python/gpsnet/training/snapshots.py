@@ -118,8 +118,10 @@ class Snapshotter:
         return model
 
 
-def latest_state(folder: Path, prefix: str) -> Path | None:
-    """The ``<prefix>_iter_<N>.solverstate`` in ``folder`` with the largest N."""
+def latest_state(folder: Path, prefix: str, before: int | None = None) -> Path | None:
+    """The ``<prefix>_iter_<N>.solverstate`` in ``folder`` with the largest N (below ``before`` when
+    given) whose ``.caffemodel`` lies beside it: the snapshot a run can resume from."""
     states = [(int(p.stem.rsplit("_iter_", 1)[1]), p) for p in folder.glob(f"{prefix}_iter_*.solverstate")
               if p.stem.rsplit("_iter_", 1)[1].isdigit()]
+    states = [(n, p) for n, p in states if (before is None or n < before) and p.with_suffix(".caffemodel").is_file()]
     return max(states)[1] if states else None
