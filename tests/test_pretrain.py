@@ -152,3 +152,24 @@ def test_demo_and_ablate_name_a_missing_start(tmp_path, capsys):
             main(["--pretrained", str(missing), "--out", str(tmp_path / "out")])
         assert err.value.code == 2 and f"--pretrained {missing}: no such model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_pretraining_says_how_it_continues(data_root, tmp_path):
+    """Ctrl-C: a snapshot, rc 130, and the hint is pretrain's own (the same command), not train's --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "p"
+    proc = subprocess.Popen([sys.executable, "-m", "gpsnet.cli", "pretrain", "--setting", "tiny", "--data",
+                             str(data_root), "--iters", "100000", "--eval-every", "0", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.is_file() and log.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to continue" in err and "--resume" not in err and "Traceback" not in err
+    assert list((out / "run" / "snapshots").glob("*.solverstate"))

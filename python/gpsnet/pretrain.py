@@ -231,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         pretrain(args)
-    except train.TrainingStopped as err:
-        print(f"gpsnet pretrain: {err} (run the same command again to continue)", file=sys.stderr)
+    except train.TrainingStopped as err:   # (its own hint is train's --resume; pretrain resumes by itself)
+        print(f"gpsnet pretrain: {err.args[0]}" + (f"; log {err.log}" if err.log else "")
+              + "; run the same command again to continue", file=sys.stderr)
         return err.rc
-    except (ValueError, FileNotFoundError) as err:
+    except (OSError, ValueError) as err:   # bad files and options (named), a full disk (WriteFailed)
         print(f"gpsnet pretrain: {err}", file=sys.stderr)
         return 1
     return 0
