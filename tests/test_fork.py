@@ -178,7 +178,7 @@ np.savez(sys.argv[2], **out)
 def test_cpu_threads_do_not_change_results(tmp_path):
     """The fork's OpenMP loops and split GEMMs (docs/fork.md "CPU threads"): a net of the threaded
     layer types gives bit-identical outputs and gradients with 1, 2 and 3 threads (threads
-    forced on, whatever the machine's load: CAFFE_PARALLEL_PROBE=0)."""
+    forced on, whatever the machine's load: the load probe, CAFFE_PARALLEL_PROBE=1, is off)."""
     so = Path(caffe._caffe.__file__)
     needed = subprocess.run(["ldd", str(so)], capture_output=True, text=True, check=True).stdout
     assert "libgomp" in needed, "the fork is built with OpenMP (GPSNET_OPENMP=ON)"

@@ -39,8 +39,12 @@ def model(tmp_path) -> tuple[caffe.Net, Path]:
 def test_the_committed_cards_parse():
     cards = known_models()
     assert {m.caffemodel for m in cards} >= {"VGG_ILSVRC_16_layers.caffemodel", "vgg16_20M.caffemodel",
-                                             "deeplab_v2_vgg16_init.caffemodel"}
-    assert all(m.card.parent == MODELS_DIR for m in cards)
+                                             "deeplab_v2_vgg16_init.caffemodel", "deeplab_small.caffemodel"}
+    # cards beside the models' folder (models/*.md) or in a model's own folder (models/<model>/readme.md)
+    assert all(m.card.parent == MODELS_DIR or (m.card.parent.parent == MODELS_DIR and m.card.name == "readme.md")
+               for m in cards)
+    own = next(m for m in cards if m.caffemodel == "deeplab_small.caffemodel")
+    assert own.sha1 is not None and own.card == MODELS_DIR / "deeplab_small" / "readme.md"
 
 
 def test_sha1_printed_and_recognised(model, tmp_path, capsys, monkeypatch):

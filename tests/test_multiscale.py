@@ -15,7 +15,7 @@ from gpsnet.nets.builder import NetConfig  # noqa: E402
 
 @pytest.fixture(scope="module", params=["ad_fuse", "ins_glo"])
 def predictor(request) -> Predictor:
-    pred = Predictor(request.param, None, NetConfig.tiny(), small=True)   # random weights
+    pred = Predictor(request.param, None, NetConfig.tiny())   # random weights
     for layer in pred.net.layers:                                         # unit BatchNorm statistics
         if layer.type == "BatchNorm":
             layer.blobs[0].data[...], layer.blobs[1].data[...], layer.blobs[2].data[...] = 0, 1, 1

@@ -15,11 +15,12 @@ namespace caffe {
 // Below this many elements a loop stays serial: starting the threads costs more.
 const double kParallelMinWork = 32768;
 
-// Whether threads pay now: false while other processes keep the cores busy (their runnable
-// threads, from /proc, averaged over about a second, leave no core free), where a threaded loop
-// waits milliseconds for a preempted thread at its end and is slower than a serial one.
-// Looked at again every 250 ms; always false without OpenMP or with one thread (OMP_NUM_THREADS).
-// CAFFE_PARALLEL_PROBE=0 in the environment turns the look off (threads whenever the work pays).
+// Whether threads are used: always false without OpenMP or with one thread (OMP_NUM_THREADS),
+// else true. With CAFFE_PARALLEL_PROBE=1 in the environment (opt-in): false while other processes
+// keep the cores busy (their runnable threads, from /proc, averaged over about a second, leave no
+// core free), where a threaded loop waits milliseconds for a preempted thread at its end; looked at
+// again every 250 ms. The probe trades reproducibility for speed on a busy machine: the threaded and
+// serial paths are not bit-identical, so a run whose load changes is not repeated exactly.
 bool ThreadsPay();
 
 inline bool ParallelPays(double work) {
