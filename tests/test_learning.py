@@ -52,7 +52,7 @@ def overfit(tmp_path_factory) -> dict[str, dict]:
     ids = sorted(i for lst in splits.values() for i in lst)
     for split in ("train", "val", "test"):
         write_split(root, split, ids)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="2")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", GLOG_minloglevel="2")   # one core each
     procs = {v: subprocess.Popen(
         _gpsnet("train", "--variant", v, "--small", "--data", str(root), "--iters", str(OVERFIT_ITERS),
                 *CPU_SCHEDULE.argv(), "--no-augment", "--set", "train_faces=gt", "--out", str(work / v),

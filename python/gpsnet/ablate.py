@@ -116,7 +116,7 @@ def run_parallel(jobs: list[tuple[str, int]], args: argparse.Namespace, root: Pa
     import os
     todo = [(v, s) for v, s in jobs if not (args.out / f"{v}-s{s}" / "eval" / "results.json").is_file()]
     base = strip_options(argv, {"--variants", "--seeds", "--extra-seeds", "--jobs", "--data"})
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")   # one core each (BLAS and the fork's threads)
     running: list[tuple[str, int, subprocess.Popen[bytes], IO[str]]] = []
     failed = []
     received: list[int] = []
