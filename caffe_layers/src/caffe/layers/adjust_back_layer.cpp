@@ -3,7 +3,6 @@
 
 #include "caffe/layers/adjust_back_layer.hpp"
 #include "caffe/layers/roi_align_layer.hpp"
-#include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/roi_align_util.hpp"
 
@@ -42,7 +41,6 @@ void AdjustBackLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const Dtype* adj = bottom[1]->cpu_data();
   const Dtype* orig = bottom[2]->cpu_data();
   Dtype* out = top[0]->mutable_cpu_data();
-  CAFFE_PARALLEL_FOR(bottom[0]->count())  // one map per iteration, in threads
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
       for (int j = 0; j < width; ++j) {
@@ -71,7 +69,6 @@ void AdjustBackLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const Dtype* adj = bottom[1]->cpu_data();
   const Dtype* orig = bottom[2]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
-  CAFFE_PARALLEL_FOR(bottom[0]->count())  // one map per iteration, in threads
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
       for (int j = 0; j < width; ++j) {

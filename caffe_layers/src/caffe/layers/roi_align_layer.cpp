@@ -3,7 +3,6 @@
 #include <vector>
 
 #include "caffe/layers/roi_align_layer.hpp"
-#include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/roi_align_util.hpp"
 
@@ -41,24 +40,21 @@ template int CheckRoIsShape(const Blob<double>&, int, const std::string&, const 
 template void CheckRoIsBatchIndex(const Blob<float>&, int, const std::string&);
 template void CheckRoIsBatchIndex(const Blob<double>&, int, const std::string&);
 
-// Threads (caffe/util/cpu_parallel.hpp): the forward pass takes one (roi, channel) output
-// plane per iteration; the backward pass one channel per iteration, adding the rois in their
-// order, so every feature plane sums its contributions in the same order as a serial loop.
 template <typename Dtype>
 void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* top) {
-  const int planes = num_rois * channels;
-  CAFFE_PARALLEL_FOR(planes * c.pooled_h * c.pooled_w)
-  for (int p = 0; p < planes; ++p) {
-    const int n = p / channels, ch = p % channels;
+  for (int n = 0; n < num_rois; ++n) {
     const Dtype* roi = rois + 5 * n;
     const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
         Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
-    const Dtype* plane = bottom + (static_cast<int>(roi[0]) * channels + ch) * height * width;
-    Dtype* out = top + p * c.pooled_h * c.pooled_w;
-    for (int ph = 0; ph < c.pooled_h; ++ph) {
-      for (int pw = 0; pw < c.pooled_w; ++pw) {
-        out[ph * c.pooled_w + pw] = roi_util::roi_align_bin(plane, height, width, g, ph, pw);
+    const Dtype* image = bottom + static_cast<int>(roi[0]) * channels * height * width;
+    for (int ch = 0; ch < channels; ++ch) {
+      const Dtype* plane = image + ch * height * width;
+      Dtype* out = top + (n * channels + ch) * c.pooled_h * c.pooled_w;
+      for (int ph = 0; ph < c.pooled_h; ++ph) {
+        for (int pw = 0; pw < c.pooled_w; ++pw) {
+          out[ph * c.pooled_w + pw] = roi_util::roi_align_bin(plane, height, width, g, ph, pw);
+        }
       }
     }
   }
@@ -67,13 +63,13 @@ void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width
 template <typename Dtype>
 void RoIAlignBackwardCPU(const Dtype* top_diff, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* bottom_diff) {
-  CAFFE_PARALLEL_FOR(num_rois * channels * c.pooled_h * c.pooled_w)
-  for (int ch = 0; ch < channels; ++ch) {
-    for (int n = 0; n < num_rois; ++n) {
-      const Dtype* roi = rois + 5 * n;
-      const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
-          Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
-      Dtype* plane = bottom_diff + (static_cast<int>(roi[0]) * channels + ch) * height * width;
+  for (int n = 0; n < num_rois; ++n) {
+    const Dtype* roi = rois + 5 * n;
+    const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
+        Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
+    Dtype* image = bottom_diff + static_cast<int>(roi[0]) * channels * height * width;
+    for (int ch = 0; ch < channels; ++ch) {
+      Dtype* plane = image + ch * height * width;
       const Dtype* tdiff = top_diff + (n * channels + ch) * c.pooled_h * c.pooled_w;
       for (int ph = 0; ph < c.pooled_h; ++ph) {
         for (int pw = 0; pw < c.pooled_w; ++pw) {
