@@ -1,0 +1,111 @@
+// Box geometry shared by the GPSNet detection layers (anchor targets, proposals, the test
+// nets' detection output). Every function here is the one implementation used by both the
+// CPU (.cpp) and the CUDA (.cu) code of those layers; the NumPy reference is
+// python/gpsnet/detection/boxes.py, and the conventions are the same:
+//
+//   * boxes are (x1, y1, x2, y2) in continuous coordinates, width = x2 - x1 (no "+ 1");
+//   * the regression deltas are R-CNN's (dx, dy, dw, dh), with dw and dh clipped at
+//     log(1000 / 16) when decoding (Detectron's BBOX_XFORM_CLIP);
+//   * an IoU is 0 where the union is empty.
+#ifndef CAFFE_UTIL_BBOX_UTIL_HPP_
+#define CAFFE_UTIL_BBOX_UTIL_HPP_
+
+#include <cmath>
+
+#ifndef GPSNET_HOST_DEVICE
+#ifdef __CUDACC__
+#define GPSNET_HOST_DEVICE __host__ __device__
+#else
+#define GPSNET_HOST_DEVICE
+#endif
+#endif
+
+namespace caffe {
+namespace bbox_util {
+
+// Largest log-scale change that BoxDecode applies: log(1000 / 16) (boxes.BBOX_XFORM_CLIP).
+const double kBBoxXformClip = 4.1351665567423561;
+// Smallest width/height used as a denominator by BoxEncode (boxes.bbox_transform).
+const double kMinEncodeSize = 1e-6;
+// Smallest union that BoxIoU divides by (boxes.bbox_overlaps).
+const double kMinUnion = 1e-12;
+
+// Area of (x1, y1, x2, y2); 0 for a degenerate box.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline Dtype BoxArea(const Dtype* b) {
+  const Dtype w = b[2] - b[0];
+  const Dtype h = b[3] - b[1];
+  return (w > Dtype(0) && h > Dtype(0)) ? w * h : Dtype(0);
+}
+
+// Intersection over union of two boxes; 0 where the union is empty.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline Dtype BoxIoU(const Dtype* a, const Dtype* b) {
+  const Dtype iw = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
+  const Dtype ih = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
+  const Dtype inter = (iw > Dtype(0) && ih > Dtype(0)) ? iw * ih : Dtype(0);
+  const Dtype uni = BoxArea(a) + BoxArea(b) - inter;
+  if (!(uni > Dtype(0))) return Dtype(0);
+  return inter / (uni > Dtype(kMinUnion) ? uni : Dtype(kMinUnion));
+}
+
+// Regression targets (dx, dy, dw, dh) that map box `ex` onto box `gt` (boxes.bbox_transform).
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline void BoxEncode(const Dtype* ex, const Dtype* gt, Dtype* delta) {
+  const Dtype lo = Dtype(kMinEncodeSize);
+  Dtype ex_w = ex[2] - ex[0];
+  Dtype ex_h = ex[3] - ex[1];
+  Dtype gt_w = gt[2] - gt[0];
+  Dtype gt_h = gt[3] - gt[1];
+  ex_w = ex_w > lo ? ex_w : lo;
+  ex_h = ex_h > lo ? ex_h : lo;
+  gt_w = gt_w > lo ? gt_w : lo;
+  gt_h = gt_h > lo ? gt_h : lo;
+  const Dtype ex_cx = ex[0] + Dtype(0.5) * ex_w;
+  const Dtype ex_cy = ex[1] + Dtype(0.5) * ex_h;
+  const Dtype gt_cx = gt[0] + Dtype(0.5) * gt_w;
+  const Dtype gt_cy = gt[1] + Dtype(0.5) * gt_h;
+  delta[0] = (gt_cx - ex_cx) / ex_w;
+  delta[1] = (gt_cy - ex_cy) / ex_h;
+  delta[2] = log(gt_w / ex_w);
+  delta[3] = log(gt_h / ex_h);
+}
+
+// The box that deltas (dx, dy, dw, dh) make of `box` (boxes.bbox_transform_inv); dw and dh
+// are clipped at kBBoxXformClip. `out` may alias neither input.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline void BoxDecode(const Dtype* box, const Dtype* delta, Dtype* out) {
+  const Dtype w = box[2] - box[0];
+  const Dtype h = box[3] - box[1];
+  const Dtype cx = box[0] + Dtype(0.5) * w;
+  const Dtype cy = box[1] + Dtype(0.5) * h;
+  const Dtype clip = Dtype(kBBoxXformClip);
+  const Dtype dw = delta[2] < clip ? delta[2] : clip;
+  const Dtype dh = delta[3] < clip ? delta[3] : clip;
+  const Dtype pcx = delta[0] * w + cx;
+  const Dtype pcy = delta[1] * h + cy;
+  const Dtype pw = exp(dw) * w;
+  const Dtype ph = exp(dh) * h;
+  out[0] = pcx - Dtype(0.5) * pw;
+  out[1] = pcy - Dtype(0.5) * ph;
+  out[2] = pcx + Dtype(0.5) * pw;
+  out[3] = pcy + Dtype(0.5) * ph;
+}
+
+// Clips a box in net coordinates to the image [0, width] x [0, height] given in image
+// coordinates (boxes.clip_boxes): every coordinate into [offset, size + offset], where
+// offset is gpsnet.geometry.NET_OFFSET (-0.5). A NaN coordinate stays NaN.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline void BoxClip(Dtype* box, const Dtype height, const Dtype width,
+                                       const Dtype offset) {
+  const Dtype hi[4] = {width + offset, height + offset, width + offset, height + offset};
+  for (int i = 0; i < 4; ++i) {
+    if (box[i] < offset) box[i] = offset;
+    if (box[i] > hi[i]) box[i] = hi[i];
+  }
+}
+
+}  // namespace bbox_util
+}  // namespace caffe
+
+#endif  // CAFFE_UTIL_BBOX_UTIL_HPP_
