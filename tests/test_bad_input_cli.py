@@ -18,7 +18,7 @@ from gpsnet.data.layout import list_path, read_split
 from gpsnet.data.synthetic import generate_dataset
 from gpsnet.eval.cli import main as evaluate
 from gpsnet.eval.predictions import RESULTS_FILE, PredictionsError, PredictionWriter, read_results
-from gpsnet.nets import builder
+from gpsnet.nets import build_nets
 
 SPLIT = "val"
 
@@ -193,7 +193,7 @@ def test_infer_folder_skips_bad_files_and_keeps_the_good_ones(tmp_path: Path, mo
 def test_build_nets_check_from_another_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert builder.main(["--check"]) == 0
+    assert build_nets.main(["--check"]) == 0
     assert "out of date" not in capsys.readouterr().out
-    assert builder.main(["--check", "--out", str(tmp_path / "none")]) == 1
+    assert build_nets.main(["--check", "--out", str(tmp_path / "none")]) == 1
     assert "no such folder" in capsys.readouterr().err

@@ -26,7 +26,7 @@ if "RoIAlign" not in caffe.layer_type_list():
 
 from gpsnet import ablate, train  # noqa: E402
 from gpsnet.data import layout  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 TIMEOUT_S = 300

@@ -22,7 +22,9 @@ if "RoIAlign" not in caffe.layer_type_list():
 from gpsnet import infer, safeio, train  # noqa: E402
 from gpsnet.data import layout  # noqa: E402
 from gpsnet.training import snapshots  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE, net_param_text, setting  # noqa: E402
+from gpsnet.nets.config import setting  # noqa: E402
+from gpsnet.nets.prototxt import net_param_text  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 from gpsnet.weights import WeightsError, load_weights, read_net_param  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")

@@ -11,7 +11,7 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet.classes import LR_PAIRS, NUM_CLASSES, flip_labels  # noqa: E402
 from gpsnet.infer import Predictor, mirror_boxes, unflip_prob  # noqa: E402
-from gpsnet.nets.builder import NetConfig  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
 
 
 def test_unflip_prob_mirrors_and_swaps_left_right():

@@ -18,7 +18,7 @@ from gpsnet.detection.targets import mask_targets  # noqa: E402
 from gpsnet.geometry import (bin_centres, feature_cells, from_net, nearest_pixel,  # noqa: E402
                              roi_align_param, to_net)
 from gpsnet.infer import _resample, paste, upsample_s8  # noqa: E402
-from gpsnet.nets.builder import NetConfig  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
 
 FACE_X, FACE_Y = NetConfig().face_x, NetConfig().face_y
 from gpsnet.reference import nets  # noqa: E402
@@ -127,7 +127,7 @@ def test_every_roi_align_family_layer_follows_the_convention_unless_told(variant
     """Every RoIAlign-family layer of the nets reads RoIs as pixel indices (aligned: false); only
     NetConfig.roi_aligned (kept to measure the old nets' half-cell offset) turns them all."""
     from dataclasses import replace
-    from gpsnet.nets.builder import build
+    from gpsnet.nets.graphs import build
     kinds = ("RoIAlign", "AdjustedRoIAlign")
 
     def aligned(cfg, train, stage=None):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gpsnet.nets import init_weights as iw
-from gpsnet.nets.builder import NetConfig
+from gpsnet.nets.config import NetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = NetConfig.tiny()

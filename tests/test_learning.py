@@ -27,8 +27,8 @@ pytestmark = pytest.mark.slow   # trains for minutes (pyproject markers)
 if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
-from gpsnet.nets.builder import NetConfig  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 
 VARIANTS = ("ad_fuse", "loc")
 OVERFIT_IMAGES = 4

@@ -18,7 +18,7 @@ if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
 from gpsnet import ablate, demo, evaluate_net, train  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 from gpsnet.viz import MIN_FIGURE_WIDTH  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")

@@ -10,7 +10,7 @@ import pytest
 caffe = pytest.importorskip("caffe")
 
 from gpsnet.infer import Predictor, parse_scales, reference_scale, rescale_region, unflip_prob  # noqa: E402
-from gpsnet.nets.builder import NetConfig  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["ad_fuse", "ins_glo"])

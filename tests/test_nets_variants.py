@@ -15,7 +15,10 @@ caffe = pytest.importorskip("caffe")
 if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
-from gpsnet.nets.builder import VARIANTS, NetConfig, main as build_main, net_text, spec_of  # noqa: E402
+from gpsnet.nets.build_nets import main as build_main  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
+from gpsnet.nets.prototxt import net_text  # noqa: E402
+from gpsnet.nets.variants import VARIANTS, spec_of  # noqa: E402
 from gpsnet import train as train_mod  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 caffe = pytest.importorskip("caffe")
 
 from gpsnet import docfigures, plotlog, train  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 

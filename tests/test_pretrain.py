@@ -14,7 +14,8 @@ import pytest
 from gpsnet import pretrain
 from gpsnet.weights import file_sha1
 from gpsnet.nets import init_weights as iw
-from gpsnet.nets.builder import GLOBAL_NET_PREFIX, NetConfig, variants
+from gpsnet.nets.config import NetConfig
+from gpsnet.nets.variants import GLOBAL_NET_PREFIX, variants
 from gpsnet.weights import WeightsError, read_net_param
 
 

@@ -1,4 +1,4 @@
-"""One ``Setting`` per name (nets/builder.py): its NetConfig, schedule, length and committed folder.
+"""One ``Setting`` per name (nets/config.py): its NetConfig, schedule, length and committed folder.
 ``gpsnet train`` trains a setting with the schedule of its committed solver (``--small``: the CPU
 schedule, as ``prototxt/small/*/solver*.prototxt`` and the demo), unless told otherwise."""
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gpsnet import train
-from gpsnet.nets.builder import (SETTINGS, NetConfig, chosen_setting, committed_setting, named_setting,
-                                 setting, solver_file, spec_of)
+from gpsnet.nets.config import SETTINGS, NetConfig, chosen_setting, committed_setting, named_setting, setting
+from gpsnet.nets.prototxt import solver_file
+from gpsnet.nets.variants import spec_of
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULE_KEYS = ("type", "base_lr", "lr_policy", "power", "stepsize", "gamma", "max_iter", "momentum",

@@ -56,8 +56,11 @@ if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
 from gpsnet import evaluate_net, train as train_mod  # noqa: E402
-from gpsnet.nets import builder  # noqa: E402
-from gpsnet.nets.builder import NetConfig, Stage, VariantSpec, build, net_text  # noqa: E402
+from gpsnet.nets import build_nets  # noqa: E402
+from gpsnet.nets.config import NetConfig  # noqa: E402
+from gpsnet.nets.graphs import build  # noqa: E402
+from gpsnet.nets.prototxt import net_text  # noqa: E402
+from gpsnet.nets.variants import Stage, VariantSpec  # noqa: E402
 from gpsnet.weights import read_net_param  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -117,7 +120,7 @@ def test_stage_errors_are_named(call, message):
 
 
 def test_build_nets_check_names_a_file_the_builder_no_longer_writes(tmp_path, capsys):
-    assert builder.main(["--out", str(tmp_path)]) == 0
+    assert build_nets.main(["--out", str(tmp_path)]) == 0
     assert not (tmp_path / "det_par" / "train.prototxt").exists()
     assert (tmp_path / "det_par" / "train_det.prototxt").is_file() and (tmp_path / "det_par" / "solver_par.prototxt").is_file()
     stray = tmp_path / "det_par" / "train.prototxt"
@@ -125,11 +128,11 @@ def test_build_nets_check_names_a_file_the_builder_no_longer_writes(tmp_path, ca
     own = tmp_path / "det_par" / "my_ablation.prototxt"   # a user's own net: never flagged, never removed
     own.write_text('name: "my_det_par"\n')
     capsys.readouterr()
-    assert builder.main(["--out", str(tmp_path), "--check"]) == 1
+    assert build_nets.main(["--out", str(tmp_path), "--check"]) == 1
     assert f"{stray} (the builder no longer writes it: remove it)" in capsys.readouterr().out
-    assert builder.main(["--out", str(tmp_path)]) == 0 and not stray.exists()
+    assert build_nets.main(["--out", str(tmp_path)]) == 0 and not stray.exists()
     assert own.read_text() == 'name: "my_det_par"\n'
-    assert builder.main(["--out", str(tmp_path), "--check"]) == 0
+    assert build_nets.main(["--out", str(tmp_path), "--check"]) == 0
 
 
 def test_build_nets_keeps_a_users_copy_of_a_committed_net(tmp_path, capsys):
@@ -147,11 +150,11 @@ def test_build_nets_keeps_a_users_copy_of_a_committed_net(tmp_path, capsys):
     mine_before = {p: p.read_text() for p in (mine, my_solver, other)}
     assert mine.read_text().splitlines()[0] == 'name: "gpsnet_ad_fuse_train"'
     capsys.readouterr()
-    assert builder.main(["--out", str(out), "--check"]) == 0
-    assert builder.main(["--out", str(out)]) == 0
+    assert build_nets.main(["--out", str(out), "--check"]) == 0
+    assert build_nets.main(["--out", str(out)]) == 0
     assert "removed" not in capsys.readouterr().out
     assert {p: p.read_text() for p in mine_before} == mine_before
-    assert builder.main(["--out", str(out), "--check"]) == 0 and "remove it" not in capsys.readouterr().out
+    assert build_nets.main(["--out", str(out), "--check"]) == 0 and "remove it" not in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ training

@@ -11,7 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gpsnet.nets.builder import BOX_HEAD_FCS, TRAIN_FACES, NetConfig, override
+from gpsnet.nets.config import TRAIN_FACES, NetConfig, override
+from gpsnet.nets.parts import BOX_HEAD_FCS
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -85,7 +86,7 @@ needs_fork = pytest.mark.skipif("RoIAlign" not in caffe.layer_type_list(),
 
 def _net(mode, data_root, tmp_path, variant="ad_fuse"):
     from gpsnet import train as train_mod
-    from gpsnet.nets.builder import net_text
+    from gpsnet.nets.prototxt import net_text
     text = train_mod.patch_data_layer(net_text(variant, replace(NetConfig.tiny(), train_faces=mode), True),
                                       data_root, 0)
     path = tmp_path / f"{variant}-{mode}.prototxt"
@@ -111,7 +112,8 @@ def test_each_face_source_trains(mode, data_root, tmp_path):
 
 @needs_fork
 def test_only_the_adjusted_train_nets_have_a_detection_pass():
-    from gpsnet.nets.builder import VARIANTS, net_text, spec_of
+    from gpsnet.nets.prototxt import net_text
+    from gpsnet.nets.variants import VARIANTS, spec_of
     gt = replace(NetConfig.small(), train_faces="gt")
     for variant in VARIANTS:   # (det_par's parser stage runs its trained detector by design: not a face source)
         if spec_of(variant).stages:

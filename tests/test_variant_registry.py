@@ -1,4 +1,4 @@
-"""The variant registry (nets/builder.py): one VariantSpec per variant, read by the builder, training,
+"""The variant registry (nets/variants.py): one VariantSpec per variant, read by the builder, training,
 inference, evaluation and the ablation runner. A variant that combines existing branches is one
 `register` call: here a variant defined in the test (the adjusted local parser beside the global
 parser, without the fusion) builds, trains, evaluates under its own label and joins the ablation table."""
@@ -11,8 +11,9 @@ import pytest
 caffe = pytest.importorskip("caffe")
 
 from gpsnet import ablate, evaluate_net, train  # noqa: E402
-from gpsnet.nets.builder import (REGISTRY, VARIANTS, NetConfig, VariantSpec, net_text, register,  # noqa: E402
-                                 spec_of, table_order, unregister)
+from gpsnet.nets.config import NetConfig
+from gpsnet.nets.prototxt import net_text
+from gpsnet.nets.variants import REGISTRY, VARIANTS, VariantSpec, register, spec_of, table_order, unregister
 
 EXTRA = VariantSpec("ad_loc_glo", "Ad. Loc. + Glo.", row=7, global_parser=True, local="adjusted")
 

@@ -15,7 +15,7 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet import infer, train, video  # noqa: E402
 from gpsnet.data.layout import GPSDataset  # noqa: E402
-from gpsnet.nets.builder import CPU_SCHEDULE  # noqa: E402
+from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 

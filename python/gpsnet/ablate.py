@@ -28,7 +28,10 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from gpsnet import pretrain, train
-from gpsnet.nets.builder import CPU_SCHEDULE, SETTINGS, add_set_arg, snapshot_name, spec_of, table_order, variants
+from gpsnet.nets.config import SETTINGS, add_set_arg
+from gpsnet.nets.prototxt import snapshot_name
+from gpsnet.nets.solver import CPU_SCHEDULE
+from gpsnet.nets.variants import spec_of, table_order, variants
 from gpsnet.weights import file_sha1
 
 ABLATION_SEEDS = (0, 1, 2)   # the paper's protocol here: three training seeds of every variant
@@ -245,7 +248,7 @@ def sweep(args: argparse.Namespace, argv: list[str]) -> tuple[list[tuple[str, in
                                                             float]:
     """Every (variant, seed) of the command line, trained (or read) in turn, the table rewritten
     after each; returns the jobs, their results by variant and the start time."""
-    from gpsnet.nets.builder import override, setting
+    from gpsnet.nets.config import override, setting
     override(setting(args.setting), args.overrides)   # a bad --set fails before any run
     root = train.ensure_synthetic(args.data, setting(args.setting).size - 1, args.num, args.data_seed)
     jobs = [(v, s) for s in args.seeds for v in args.variants]

@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-data": ("gpsnet.data.synthetic", "write a synthetic GPS-layout data set"),
     "convert": ("gpsnet.data.converters", "convert MHP v1 / MHP v2 / CIHP into the GPS layout"),
     "stats": ("gpsnet.data.stats", "persons-per-image and part-frequency plots of a data set"),
-    "build-nets": ("gpsnet.nets.builder", "write the train/test prototxts of every variant"),
+    "build-nets": ("gpsnet.nets.build_nets", "write the train/test prototxts of every variant"),
     "pretrain": ("gpsnet.pretrain", "train the project's DeepLab-v2 start (backbone + ASPP) on generated data"),
     "init-weights": ("gpsnet.nets.init_weights", "a variant's initial .caffemodel from ImageNet VGG-16 or DeepLab-v2 VGG-16"),
     "train": ("gpsnet.train", "run a solver (--variant, --data, --weights, --iters, --gpu)"),

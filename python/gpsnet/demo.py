@@ -18,7 +18,10 @@ from pathlib import Path
 
 from gpsnet import pretrain, train
 from gpsnet.data.layout import image_limit
-from gpsnet.nets.builder import CPU_MAX_ITER, CPU_SCHEDULE, REPO_ROOT, NetConfig, variants
+from gpsnet.nets.config import NetConfig
+from gpsnet.nets.prototxt import REPO_ROOT
+from gpsnet.nets.solver import CPU_MAX_ITER, CPU_SCHEDULE
+from gpsnet.nets.variants import variants
 
 # The demo's schedule (docs/nets.md, "The demo"): measured on the 2-core CPU machine.
 DEMO_NUM_IMAGES = 600

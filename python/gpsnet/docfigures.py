@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gpsnet.nets.builder import SETTINGS, variants
+from gpsnet.nets.config import SETTINGS
+from gpsnet.nets.variants import variants
 from gpsnet.viz import MIN_SCORE
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"

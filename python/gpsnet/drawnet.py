@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpsnet.nets.builder import read_net_prototxt
+from gpsnet.nets.prototxt import read_net_prototxt
 
 PHASES = ("ALL", "TRAIN", "TEST")
 ROOT = Path(__file__).resolve().parents[2]

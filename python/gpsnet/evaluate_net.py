@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from gpsnet.infer import PredictOptions, Predictor, add_common_args, make_predictor
-from gpsnet.nets.builder import spec_of
+from gpsnet.nets.variants import spec_of
 
 
 

@@ -23,7 +23,9 @@ from gpsnet.data.batch import fit_scale
 from gpsnet.data.layout import image_limit
 from gpsnet.geometry import bin_coordinate, from_net, to_net
 from gpsnet.layers._common import write_blob
-from gpsnet.nets.builder import SETTINGS, NetConfig, add_set_arg, chosen_setting, net_param_text, override, spec_of, variants
+from gpsnet.nets.config import SETTINGS, NetConfig, add_set_arg, chosen_setting, override
+from gpsnet.nets.prototxt import net_param_text
+from gpsnet.nets.variants import spec_of, variants
 from gpsnet.weights import load_weights, weight_files
 
 @dataclass

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from gpsnet import train
-from gpsnet.nets.builder import CPU_SCHEDULE, GLOBAL_NET_PREFIX, REPO_ROOT, SETTINGS, setting, snapshot_name
+from gpsnet.nets.config import SETTINGS, setting
+from gpsnet.nets.prototxt import REPO_ROOT, snapshot_name
+from gpsnet.nets.solver import CPU_SCHEDULE
+from gpsnet.nets.variants import GLOBAL_NET_PREFIX
 from gpsnet.safeio import atomic_write_bytes, atomic_write_text
 from gpsnet.weights import file_sha1
 
@@ -55,7 +58,7 @@ def start_weights(source: Path, variant: str, setting_name: str, folder: Path, c
                   overrides: list[str] | None = None) -> Path:
     """``variant``'s initial weights from the DeepLab-v2 model ``source`` (``init-weights``), written
     to ``folder/<variant>_init.caffemodel``; what a run's ``--weights`` then loads."""
-    from gpsnet.nets.builder import override
+    from gpsnet.nets.config import override
     from gpsnet.nets.init_weights import init_weights
     out = folder / f"{variant}_init.caffemodel"
     report: list[str] = []

@@ -41,7 +41,8 @@ def main() -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from gpsnet.device import loaded_cudart, use_device
-    from gpsnet.nets.builder import Schedule, setting, solver_text
+    from gpsnet.nets.config import setting
+    from gpsnet.nets.solver import Schedule, solver_text
     from gpsnet.train import close_net, ensure_synthetic, net_param_text, patch_data_layer
     use_device(caffe, args.gpu)
     cudart = ctypes.CDLL(loaded_cudart()) if args.gpu is not None else None

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpsnet.nets.builder import net_text, setting
+from gpsnet.nets.config import setting
+from gpsnet.nets.prototxt import net_text
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

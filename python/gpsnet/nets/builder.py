@@ -1,5 +1,6 @@
-"""The net builder's names where they were before ``gpsnet.nets`` was split by idea (kept for the
-importers written against it): each lives in one module of the package, see docs/interfaces.md.
+"""A thin re-export for users' scripts written against the net builder before ``gpsnet.nets`` was split
+by idea: nothing in the package, its tests or scripts imports it (tests/test_interfaces.py checks that).
+New code imports each name from its one home (docs/interfaces.md):
 
 - ``gpsnet.nets.config``: ``NetConfig``, ``--set`` (``add_set_arg``, ``override``), the settings (``Setting``)
 - ``gpsnet.nets.variants``: the variant registry (``VariantSpec``, ``Stage``, ``register``, ``spec_of``)
@@ -7,7 +8,7 @@ importers written against it): each lives in one module of the package, see docs
 - ``gpsnet.nets.prototxt``: a variant's prototxt text (built, committed or ``--net``) and file names
 - ``gpsnet.nets.parts`` / ``gpsnet.nets.graphs``: the layer pieces and the variants' graphs (need pycaffe:
   read here on first use)
-- ``gpsnet.nets.build_nets``: the ``gpsnet build-nets`` command
+- ``gpsnet.nets.build_nets``: the ``gpsnet build-nets`` command (``python -m gpsnet.nets.builder`` runs it too)
 """
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from gpsnet.nets.builder import (GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, SETTINGS, NetConfig, net_text,
-                                 chosen_setting, variants)
+from gpsnet.nets.config import SETTINGS, NetConfig, chosen_setting
+from gpsnet.nets.prototxt import net_text
+from gpsnet.nets.variants import GLOBAL_NET_PREFIX, LOCAL_PREFIX, PARSER_PREFIX, variants
 from gpsnet.weights import WeightsError, read_net_param, save_weights
 
 # Parameter shapes do not depend on the canvas: the target net is instantiated at this one (the
