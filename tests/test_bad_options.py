@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gpsnet.nets import config
 from gpsnet.nets.config import FIELD_RULES, ConfigError, NetConfig, override
+from gpsnet.typedconfig import convert
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_a_bad_value_is_named_with_its_allowed_range_by_set_and_builder_alike(it
 
 def _parsed(key: str, item: str):
     """The value ``item`` means, without the check (``override`` converts and checks together)."""
-    return config._convert(key, typing.get_type_hints(NetConfig)[key], item.partition("=")[2])
+    return convert(typing.get_type_hints(NetConfig)[key], item.partition("=")[2])
 
 
 def test_several_bad_values_are_all_named():

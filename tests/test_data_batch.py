@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from gpsnet.classes import CLASS_ID
-from gpsnet.data.batch import DEEPLAB_MEAN_BGR, TOP_NAMES, BatchParams, BatchPrefetcher, make_batch
+from gpsnet.data.batch import TOP_NAMES, BatchParams, BatchPrefetcher, make_batch
 from gpsnet.data.layout import GPSDataset, annotation_path, load_sample, mask_box, write_sample, write_split
 from gpsnet.data.synthetic import generate_dataset
 from gpsnet.geometry import from_net
+from gpsnet.nets.config import DEEPLAB_MEAN_BGR
 
 C = CLASS_ID
 S = 65  # 8 * 8 + 1

@@ -7,10 +7,9 @@ the left/right classes, DeepLab's BGR mean subtraction and zero padding to one s
 """
 from __future__ import annotations
 
-import json
 import queue
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import cv2
@@ -19,26 +18,28 @@ import numpy as np
 from gpsnet.classes import FACE, IGNORE_LABEL, flip_lut
 from gpsnet.data.layout import GPSDataset, Sample, mask_box
 from gpsnet.geometry import feature_cells, to_net
+from gpsnet.nets.config import DEFAULT_CONFIG
+from gpsnet.typedconfig import json_object, make
 
 TOP_NAMES: tuple[str, ...] = ("data", "im_info", "label", "label_s8", "gt_persons", "gt_faces", "gt_masks")
-DEEPLAB_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
 
 
 @dataclass(frozen=True)
 class BatchParams:
-    """The data layer's `param_str` (JSON), validated."""
+    """The data layer's `param_str` (JSON), validated; a key that is a NetConfig field defaults to the
+    full setting's value (``DEFAULT_CONFIG``)."""
 
     root: str
     split: str = "train"
-    batch_size: int = 2
-    size: int = 513
-    scales: tuple[float, float] = (0.5, 1.5)
+    batch_size: int = DEFAULT_CONFIG.batch_size
+    size: int = DEFAULT_CONFIG.size
+    scales: tuple[float, float] = DEFAULT_CONFIG.scales
     mirror: bool = True
-    mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR
+    mean_bgr: tuple[float, float, float] = DEFAULT_CONFIG.mean_bgr
     shuffle: bool = True
-    seed: int = 0
+    seed: int = DEFAULT_CONFIG.seed
     prefetch: int = 4
-    feat_stride: int = 8
+    feat_stride: int = DEFAULT_CONFIG.feat_stride
 
     @property
     def size_s8(self) -> int:
@@ -47,41 +48,16 @@ class BatchParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BatchParams":
-        """From the JSON keys (the field names); a missing key takes the field's default."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"GPSDataLayer param_str: unknown keys {unknown} (known: {sorted(known)})")
-        if "root" not in d:
-            raise ValueError("GPSDataLayer param_str: 'root' (the data set folder) is required")
-        kwargs: dict[str, Any] = {}
-        for name, value in d.items():
-            default = known[name].default
-            try:
-                if isinstance(default, tuple):
-                    kwargs[name] = tuple(float(v) for v in value)
-                elif isinstance(default, bool):
-                    kwargs[name] = bool(value)
-                elif isinstance(default, int):
-                    kwargs[name] = int(value)
-                else:
-                    kwargs[name] = str(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"GPSDataLayer param_str: {name} = {value!r} is not a "
-                                 f"{type(default).__name__}") from None
-        p = cls(**kwargs)
+        """From the JSON keys (the field names, values converted by the fields' types:
+        ``gpsnet.typedconfig``); a missing key takes the field's default; ``root`` (the data set
+        folder) is required."""
+        p = make(cls, d, "GPSDataLayer param_str")
         p.validate()
         return p
 
     @classmethod
     def from_json(cls, text: str) -> "BatchParams":
-        try:
-            d = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as err:
-            raise ValueError(f"GPSDataLayer param_str is not valid JSON: {err}: {text!r}") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"GPSDataLayer param_str must be a JSON object, got {text!r}")
-        return cls.from_dict(d)
+        return cls.from_dict(json_object(text, "GPSDataLayer param_str"))
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -3,13 +3,13 @@ sampling)."""
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import traceback
-from dataclasses import fields
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable
 
-T = TypeVar("T")
+from gpsnet.nets.config import DEFAULT_CONFIG
+from gpsnet.typedconfig import check_keys, field_types, json_object, make
 
 
 LAYER_METHODS = ("setup", "reshape", "forward", "backward")
@@ -43,30 +43,17 @@ class ShowsErrors:
                 setattr(cls, name, _shown(cls.__dict__[name]))
 
 
-def parse_params(layer_name: str, param_str: str, allowed: set[str]) -> dict[str, Any]:
-    """``param_str`` as a JSON object; unknown keys are an error naming the layer."""
-    text = (param_str or "").strip()
-    try:
-        params = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"layer {layer_name!r}: param_str is not JSON: {exc}: {text!r}") from None
-    if not isinstance(params, dict):
-        raise ValueError(f"layer {layer_name!r}: param_str must be a JSON object, got {text!r}")
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValueError(f"layer {layer_name!r}: unknown param_str keys {sorted(unknown)}; "
-                         f"allowed: {sorted(allowed)}")
-    return params
-
-
-def config_keys(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}
-
-
-def make_config(cls: type[T], params: dict[str, Any]) -> T:
-    keys = config_keys(cls)
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in keys}
-    return cls(**kwargs)
+def layer_params(layer: Any, *classes: type) -> tuple[Any, ...]:
+    """``layer.param_str`` (a JSON object) read into the dataclasses ``classes``: each key goes to the
+    classes with a field of its name and is converted by the field's type (``gpsnet.typedconfig``); a
+    missing key takes the field's default, taken from ``NetConfig`` where the key is one of its fields
+    (``DEFAULT_CONFIG``). Errors (not JSON, an unknown key, a bad value) name the layer."""
+    where = f"layer {type(layer).__name__!r}: param_str"
+    values = json_object(layer.param_str, where)
+    kinds = [field_types(cls) for cls in classes]
+    check_keys(values, set().union(*kinds), where)
+    return tuple(make(cls, {k: v for k, v in values.items() if k in known}, where)
+                 for cls, known in zip(classes, kinds))
 
 
 def read_blob(blob, cols: int | None = None):
@@ -85,15 +72,21 @@ def write_blob(blob, arr) -> None:
         blob.data[...] = arr
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """The sampling layers' ``seed`` key (param_str)."""
+    seed: int = DEFAULT_CONFIG.seed
+
+
 class SeededSampling:
     """Mixin of the Python layers that sample (anchor, proposal and detection targets): the RNG of
     forward pass i is seeded with (``seed``, i), so a run resumed at iteration i
     (``train.fast_forward`` sets ``forward_count``) samples as the uninterrupted run."""
-    seed: int = 0
+    seed: int = DEFAULT_CONFIG.seed
     forward_count: int = 0
 
-    def init_sampling(self, params: dict[str, Any]) -> None:
-        self.seed = int(params.get("seed", 0))
+    def init_sampling(self, params: "SamplingParams") -> None:
+        self.seed = params.seed
         self.forward_count = 0
 
     def next_rng(self):

@@ -6,32 +6,39 @@ faces are both objects.
 Tops: ``rpn_labels`` (B x 1 x A*H x W: 1 fg, 0 bg, -1 ignore), ``rpn_bbox_targets``,
 ``rpn_bbox_inside_weights``, ``rpn_bbox_outside_weights`` (all B x 4A x H x W; outside weights
 are 1 / (sampled anchors of the image)).
-param_str (JSON): ``feat_stride`` (8), ``anchor_sizes``, ``anchor_ratios`` (h / w), ``seed``,
-and :class:`gpsnet.detection.targets.AnchorTargetConfig`'s fields.
+param_str (JSON): ``AnchorParams`` (``feat_stride``, ``anchor_sizes``, ``anchor_ratios`` h / w), ``seed``
+and :class:`gpsnet.detection.targets.AnchorTargetConfig`'s fields; the defaults of NetConfig's fields
+are the full setting's.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import caffe
 import numpy as np
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors
 from gpsnet.detection.targets import AnchorTargetConfig, anchor_targets
-from gpsnet.layers._common import SeededSampling, ShowsErrors, config_keys, make_config, parse_params, read_blob
+from gpsnet.layers._common import SamplingParams, SeededSampling, ShowsErrors, layer_params, read_blob
+from gpsnet.nets.config import DEFAULT_CONFIG
 
-DEFAULT_SIZES: tuple[float, ...] = (16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
-DEFAULT_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0)
+
+@dataclass(frozen=True)
+class AnchorParams:
+    """The anchors of the RPN layers' param_str (``AnchorTargetLayer``, ``ProposalLayer``)."""
+    feat_stride: int = DEFAULT_CONFIG.feat_stride
+    anchor_sizes: tuple[float, ...] = DEFAULT_CONFIG.anchor_sizes
+    anchor_ratios: tuple[float, ...] = DEFAULT_CONFIG.anchor_ratios
+
+    def base(self) -> np.ndarray:
+        return base_anchors(self.anchor_sizes, self.anchor_ratios)
 
 
 class AnchorTargetLayer(ShowsErrors, SeededSampling, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str,
-                         {"feat_stride", "anchor_sizes", "anchor_ratios", "seed"}
-                         | config_keys(AnchorTargetConfig))
-        self.feat_stride = int(p.get("feat_stride", 8))
-        self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
-                                 p.get("anchor_ratios", DEFAULT_RATIOS))
-        self.cfg = make_config(AnchorTargetConfig, p)
-        self.init_sampling(p)
+        anchors, self.cfg, sampling = layer_params(self, AnchorParams, AnchorTargetConfig, SamplingParams)
+        self.feat_stride, self.base = anchors.feat_stride, anchors.base()
+        self.init_sampling(sampling)
         if len(bottom) != 4 or len(top) != 4:
             raise ValueError("AnchorTargetLayer: bottoms rpn_cls_score, gt_persons, gt_faces, "
                              "im_info; tops labels, targets, inside, outside weights")

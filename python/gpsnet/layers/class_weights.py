@@ -13,17 +13,29 @@ Computed once at setup, so the weights follow the data set the net trains on.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import caffe
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
-from gpsnet.layers._common import ShowsErrors, parse_params
+from gpsnet.layers._common import ShowsErrors, layer_params
 
 
-def class_weights(root: str, split: str = "train", power: float = 0.5, images: int = 100,
-                  max_weight: float = 4.0) -> np.ndarray:
+@dataclass(frozen=True)
+class ClassWeightsParams:
+    """The layer's param_str; ``root`` (the data set folder) is required."""
+    root: str
+    split: str = "train"
+    power: float = 0.5
+    images: int = 100
+    max_weight: float = 4.0
+
+
+def class_weights(root: str, split: str = ClassWeightsParams.split, power: float = ClassWeightsParams.power,
+                  images: int = ClassWeightsParams.images, max_weight: float = ClassWeightsParams.max_weight
+                  ) -> np.ndarray:
     """The K class weights of a data set's split (see the module docstring)."""
     from gpsnet.data.layout import GPSDataset
     dataset = GPSDataset(root, split)
@@ -43,12 +55,8 @@ class ClassWeightsLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom: Any, top: Any) -> None:
         if len(bottom) != 0 or len(top) != 1:
             raise ValueError("ClassWeightsLayer takes no bottom and has one top")
-        p = parse_params(self.__class__.__name__, self.param_str,
-                         {"root", "split", "power", "images", "max_weight"})
-        if "root" not in p:
-            raise ValueError("ClassWeightsLayer param_str: 'root' (the data set folder) is required")
-        self.weights = class_weights(str(p["root"]), str(p.get("split", "train")), float(p.get("power", 0.5)),
-                                     int(p.get("images", 100)), float(p.get("max_weight", 4.0)))
+        (p,) = layer_params(self, ClassWeightsParams)
+        self.weights = class_weights(p.root, p.split, p.power, p.images, p.max_weight)
         top[0].reshape(1, 1, NUM_CLASSES, NUM_CLASSES)
 
     def reshape(self, bottom: Any, top: Any) -> None:

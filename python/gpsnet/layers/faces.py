@@ -9,7 +9,7 @@ from __future__ import annotations
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import ShowsErrors, parse_params, read_blob, write_blob
+from gpsnet.layers._common import ShowsErrors, layer_params, read_blob, write_blob
 
 
 def mix_major_faces(gt: np.ndarray, detected: np.ndarray) -> np.ndarray:
@@ -24,7 +24,7 @@ def mix_major_faces(gt: np.ndarray, detected: np.ndarray) -> np.ndarray:
 
 class MixMajorFacesLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        parse_params(self.__class__.__name__, self.param_str, set())
+        layer_params(self)
         if len(bottom) != 2 or len(top) != 1:
             raise ValueError("MixMajorFacesLayer: bottoms (gt major faces, detected major faces), one top")
         top[0].reshape(1, 6)

@@ -19,12 +19,18 @@ gradients (tested: the same gradients as the net without it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import ShowsErrors, parse_params
+from gpsnet.layers._common import ShowsErrors, layer_params
+
+
+@dataclass(frozen=True)
+class FiniteLossParams:
+    losses: tuple[str, ...] = ()   # the bottoms' names (default: their indices)
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -39,7 +45,8 @@ class FiniteLossGuardLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom: Any, top: Any) -> None:
         if len(top) != 1 or not bottom:
             raise ValueError("FiniteLossGuardLayer reads the losses (bottoms) and has one top (a constant 0)")
-        names = parse_params("FiniteLossGuardLayer", self.param_str, {"losses"}).get("losses")
+        (p,) = layer_params(self, FiniteLossParams)
+        names = p.losses
         self.names = list(names) if names and len(names) == len(bottom) else [str(i) for i in range(len(bottom))]
 
     def reshape(self, bottom: Any, top: Any) -> None:

@@ -4,22 +4,30 @@ Bottoms: ``mask_rois`` (M x 5), ``mask_gt_index`` (M), ``gt_masks`` (G x 1 x S x
 optionally ``adjusted_rois`` (M x 5, from AdjustedRoIAlign). Tops: labels by the RoIs
 (M x 1 x P x P) and, with the fourth bottom, labels by the adjusted RoIs. Nearest sampling at bin
 centres; 255 outside the canvas; other persons' pixels are background (``gt_masks`` holds one
-person per row). param_str: ``pooled`` (41), ``binary`` (false; true: 1 person / 0 background,
-for Mask R-CNN's instance masks). See :func:`gpsnet.detection.targets.mask_targets`.
+person per row). param_str: ``MaskTargetParams``: ``pooled`` (NetConfig's P), ``binary`` (false; true:
+1 person / 0 background, for Mask R-CNN's instance masks). See :func:`gpsnet.detection.targets.mask_targets`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import caffe
 
 from gpsnet.detection.targets import mask_targets
-from gpsnet.layers._common import ShowsErrors, parse_params, read_blob
+from gpsnet.layers._common import ShowsErrors, layer_params, read_blob
+from gpsnet.nets.config import DEFAULT_CONFIG
+
+
+@dataclass(frozen=True)
+class MaskTargetParams:
+    pooled: int = DEFAULT_CONFIG.pooled
+    binary: bool = False
 
 
 class MaskTargetLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str, {"pooled", "binary"})
-        self.pooled = int(p.get("pooled", 41))
-        self.binary = bool(p.get("binary", False))
+        (p,) = layer_params(self, MaskTargetParams)
+        self.pooled, self.binary = p.pooled, p.binary
         if not ((len(bottom) == 3 and len(top) == 1) or (len(bottom) == 4 and len(top) == 2)):
             raise ValueError("MaskTargetLayer: bottoms rois, gt_index, gt_masks[, adjusted_rois]; "
                              "one top per RoI set")

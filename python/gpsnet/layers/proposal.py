@@ -2,8 +2,8 @@
 
 ``ProposalLayer`` bottoms: ``rpn_cls_prob_reshape`` (B x 2A x H x W; channels A.. are the
 object probabilities), ``rpn_bbox_pred`` (B x 4A x H x W), ``im_info`` (B x 3). Tops: ``rois``
-(R x 5: batch, x1, y1, x2, y2) and optionally their scores (R). param_str: ``feat_stride``,
-``anchor_sizes``, ``anchor_ratios`` and :class:`~gpsnet.detection.targets.ProposalConfig`'s
+(R x 5: batch, x1, y1, x2, y2) and optionally their scores (R). param_str:
+:class:`~gpsnet.layers.anchor_target.AnchorParams`' fields and :class:`~gpsnet.detection.targets.ProposalConfig`'s
 fields (``pre_nms_top_n``, ``post_nms_top_n``, ``nms_thresh``, ``min_size``): the builder writes
 different counts into the train and test nets.
 
@@ -17,20 +17,16 @@ from __future__ import annotations
 import caffe
 import numpy as np
 
-from gpsnet.detection.anchors import base_anchors, shifted_anchors
+from gpsnet.detection.anchors import shifted_anchors
 from gpsnet.detection.targets import DetectConfig, ProposalConfig, detect, propose
-from gpsnet.layers._common import ShowsErrors, config_keys, make_config, parse_params, read_blob, write_blob
-from gpsnet.layers.anchor_target import DEFAULT_RATIOS, DEFAULT_SIZES
+from gpsnet.layers._common import ShowsErrors, layer_params, read_blob, write_blob
+from gpsnet.layers.anchor_target import AnchorParams
 
 
 class ProposalLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str,
-                         {"feat_stride", "anchor_sizes", "anchor_ratios"} | config_keys(ProposalConfig))
-        self.feat_stride = int(p.get("feat_stride", 8))
-        self.base = base_anchors(p.get("anchor_sizes", DEFAULT_SIZES),
-                                 p.get("anchor_ratios", DEFAULT_RATIOS))
-        self.cfg = make_config(ProposalConfig, p)
+        anchors, self.cfg = layer_params(self, AnchorParams, ProposalConfig)
+        self.feat_stride, self.base = anchors.feat_stride, anchors.base()
         top[0].reshape(1, 5)
         if len(top) > 1:
             top[1].reshape(1)
@@ -64,8 +60,7 @@ class ProposalLayer(ShowsErrors, caffe.Layer):
 
 class DetectionLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str, config_keys(DetectConfig))
-        self.cfg = make_config(DetectConfig, p)
+        (self.cfg,) = layer_params(self, DetectConfig)
         top[0].reshape(1, 5)
         top[1].reshape(1)
         top[2].reshape(0, 5)

@@ -19,16 +19,15 @@ import caffe
 import numpy as np
 
 from gpsnet.detection.targets import NUM_DET_CLASSES, RoiSampleConfig, match_detections, sample_rois
-from gpsnet.layers._common import SeededSampling, ShowsErrors, config_keys, make_config, parse_params, read_blob, write_blob
+from gpsnet.layers._common import SamplingParams, SeededSampling, ShowsErrors, layer_params, read_blob, write_blob
 
 
 class _RoiSampling(ShowsErrors, SeededSampling, caffe.Layer):
     """The two target layers' param_str: ``seed`` and RoiSampleConfig's fields; no backward."""
 
     def init_config(self) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str, {"seed"} | config_keys(RoiSampleConfig))
-        self.cfg = make_config(RoiSampleConfig, p)
-        self.init_sampling(p)
+        self.cfg, sampling = layer_params(self, RoiSampleConfig, SamplingParams)
+        self.init_sampling(sampling)
 
     def reshape(self, bottom, top) -> None:
         pass

@@ -8,10 +8,17 @@ prototxt (Python layers have no default loss weight).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import caffe
 import numpy as np
 
-from gpsnet.layers._common import ShowsErrors, parse_params
+from gpsnet.layers._common import ShowsErrors, layer_params
+
+
+@dataclass(frozen=True)
+class SmoothL1Params:
+    sigma: float = 1.0
 
 
 def smooth_l1(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -25,8 +32,8 @@ def smooth_l1(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
 
 class SmoothL1LossLayer(ShowsErrors, caffe.Layer):
     def setup(self, bottom, top) -> None:
-        p = parse_params(self.__class__.__name__, self.param_str, {"sigma"})
-        self.sigma = float(p.get("sigma", 1.0))
+        (p,) = layer_params(self, SmoothL1Params)
+        self.sigma = p.sigma
         if len(bottom) not in (3, 4):
             raise ValueError("SmoothL1LossLayer: bottoms pred, targets, inside[, outside] weights")
         top[0].reshape(1)

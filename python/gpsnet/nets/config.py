@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from gpsnet.data.batch import DEEPLAB_MEAN_BGR
 from gpsnet.geometry import ROI_ALIGNED, ROI_SAMPLING_RATIO
 from gpsnet.nets.solver import CPU_MAX_ITER, CPU_SCHEDULE, PAPER_MAX_ITER, PAPER_SCHEDULE, Schedule
+from gpsnet.typedconfig import convert, field_types
 
 DEFAULT_DATA_ROOT = "data/synthetic"
+DEEPLAB_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)   # NetConfig.mean_bgr
 
 TRAIN_FACES: tuple[str, ...] = ("gt", "detected", "mix")   # NetConfig.train_faces
 
@@ -208,32 +208,9 @@ def check_config(cfg: NetConfig) -> None:
         raise ConfigError(bad)
 
 
-def _convert(key: str, kind: Any, text: str) -> Any:
-    """``text`` as a value of the type ``kind`` (a NetConfig field's: bool, int, float, str or a
-    tuple of them, written comma-separated)."""
-    if typing.get_origin(kind) is tuple:
-        args = typing.get_args(kind)
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if len(args) == 2 and args[1] is Ellipsis:
-            types = [args[0]] * len(parts)
-        elif len(parts) != len(args):
-            raise ValueError(f"--set {key}={text}: expected {len(args)} comma-separated values")
-        else:
-            types = list(args)
-        return tuple(_convert(key, t, p) for t, p in zip(types, parts))
-    if kind is bool:
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"--set {key}={text}: expected a boolean (true/false)")
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise ValueError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
-    return text
+# The full (paper's) setting's values: the defaults of the Python layers' param_str keys that are
+# NetConfig fields (a hand-written net may leave them out; the builder writes them all).
+DEFAULT_CONFIG = NetConfig.full()
 
 
 def add_set_arg(ap: argparse.ArgumentParser) -> None:
@@ -246,20 +223,23 @@ def add_set_arg(ap: argparse.ArgumentParser) -> None:
 
 def override(cfg: "NetConfig", items: list[str] | tuple[str, ...] | None) -> "NetConfig":
     """``cfg`` with the command line's ``--set KEY=VALUE`` items applied (each VALUE converted by the
-    field's type, tuples comma-separated); ``ValueError`` naming an unknown key or a bad value."""
+    field's type, tuples comma-separated: ``gpsnet.typedconfig.convert``); ``ValueError`` naming an
+    unknown key or a bad value."""
     if not items:
         return cfg
-    hints = typing.get_type_hints(NetConfig)
-    names = [f.name for f in fields(NetConfig)]
+    kinds = field_types(NetConfig)
     changes: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set {item}: expected KEY=VALUE")
-        if key not in hints or key not in names:
-            raise ValueError(f"--set {item}: unknown key {key!r}; NetConfig's fields: {', '.join(names)}")
-        changes[key] = _convert(key, hints[key], text)
+        if key not in kinds:
+            raise ValueError(f"--set {item}: unknown key {key!r}; NetConfig's fields: {', '.join(kinds)}")
+        try:
+            changes[key] = convert(kinds[key], text)
+        except ValueError as err:
+            raise ValueError(f"--set {key}={text}: {err}") from None
     try:
         return replace(cfg, **changes)
     except ConfigError as err:   # each bad field named with the item that set it
