@@ -155,7 +155,7 @@ def test_param_validation(tiny: Path) -> None:
     with pytest.raises(ValueError, match="scales"):
         _params(tiny, scales=[1.5, 0.5])
     p = BatchParams.from_json('{"root": "r", "size": 513}')
-    assert p.size_s8 == 65 and p.batch_size == 2 and p.scales == (0.5, 1.5) and p.mirror
+    assert p.label_cells == 65 and p.batch_size == 2 and p.scales == (0.5, 1.5) and p.mirror
 
 
 def test_prefetcher_skips_empty_images(synth: Path, tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ from gpsnet.data.layout import mask_box  # noqa: E402
 from gpsnet.detection.anchors import base_anchors, shifted_anchors  # noqa: E402
 from gpsnet.detection.targets import mask_targets  # noqa: E402
 from gpsnet.geometry import (bin_centres, feature_cells, from_net, nearest_pixel,  # noqa: E402
-                             roi_align_param, to_net)
-from gpsnet.infer import _resample, paste, upsample_s8  # noqa: E402
+                             paste, resample_box, roi_align_param, to_net, upsample_cells)
 from gpsnet.nets.config import NetConfig  # noqa: E402
 
 FACE_X, FACE_Y = NetConfig().face_x, NetConfig().face_y
@@ -87,7 +86,7 @@ def test_paste_back_inverts_the_bins(pooled):
                          np.tile(bin_centres(y1, y2, pooled)[:, None], (1, pooled))])
         xa, xb = int(np.ceil(x1)), int(np.floor(x2)) + 1
         ya, yb = int(np.ceil(y1)), int(np.floor(y2)) + 1
-        back = _resample(prob, box, xa, xb, ya, yb)
+        back = resample_box(prob, box, xa, xb, ya, yb)
         # bins are linear between the first and the last bin centre; outside, the edge bin repeats
         cx, cy = bin_centres(x1, x2, pooled), bin_centres(y1, y2, pooled)
         ix = (np.arange(xa, xb) >= cx[0]) & (np.arange(xa, xb) <= cx[-1])
@@ -118,7 +117,7 @@ def test_cells_anchors_and_upsampling_share_the_cell_positions():
     np.testing.assert_allclose((anchors[:, 0] + anchors[:, 2]) / 2, np.tile(np.arange(3) * stride, 3))
     # cell k up-sampled lands on pixel index stride * k
     f = linear_features(stride)[0]
-    up = upsample_s8(f, SIZE, SIZE, stride)
+    up = upsample_cells(f, SIZE, SIZE, stride)
     np.testing.assert_allclose(up[0, 0, :SIZE - stride], np.arange(SIZE - stride), atol=1e-3)
 
 

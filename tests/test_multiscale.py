@@ -9,7 +9,8 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gpsnet.infer import Predictor, parse_scales, reference_scale, rescale_region, unflip_prob  # noqa: E402
+from gpsnet.geometry import rescale_region  # noqa: E402
+from gpsnet.infer import Predictor, parse_scales, reference_scale, unflip_prob  # noqa: E402
 from gpsnet.nets.config import NetConfig  # noqa: E402
 
 

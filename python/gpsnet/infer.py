@@ -21,7 +21,7 @@ import numpy as np
 from gpsnet.classes import NUM_CLASSES, flip_lut
 from gpsnet.data.batch import fit_scale
 from gpsnet.data.layout import image_limit
-from gpsnet.geometry import bin_coordinate, from_net, to_net
+from gpsnet.geometry import from_net, paste, rescale_region, to_net, upsample_cells
 from gpsnet.layers._common import write_blob
 from gpsnet.nets.config import SETTINGS, NetConfig, add_set_arg, chosen_setting, override
 from gpsnet.nets.prototxt import net_param_text
@@ -34,60 +34,6 @@ class Prediction:
     boxes: np.ndarray                # P x 4, image coordinates
     masks: list[np.ndarray]          # P uint8 H x W part maps (0 outside the person)
     global_seg: np.ndarray | None    # H x W whole-image part label (variants with a global parser)
-
-
-def interpolation_matrix(coords: np.ndarray, n: int) -> np.ndarray:
-    """len(coords) x n weights of linear interpolation at ``coords`` (0 = centre of cell 0) over n
-    cells, the edge cells repeated outside (exact, unlike OpenCV's 1/32-quantised remap)."""
-    c = np.clip(np.asarray(coords, np.float64), 0.0, n - 1.0)
-    lo = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
-    frac = c - lo
-    w = np.zeros((c.size, n))
-    rows = np.arange(c.size)
-    w[rows, lo] = 1.0 - frac
-    if n > 1:
-        w[rows, lo + 1] += frac
-    return w
-
-
-def sample_grid(prob: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """K x h x w maps sampled bilinearly at the cell coordinates ``ys`` x ``xs`` (0 = centre of cell 0):
-    K x len(ys) x len(xs)."""
-    wy = interpolation_matrix(ys, prob.shape[1])
-    wx = interpolation_matrix(xs, prob.shape[2])
-    return np.einsum("yi,kij,xj->kyx", wy, prob.astype(np.float64), wx, optimize=True).astype(np.float32)
-
-
-def _resample(prob: np.ndarray, box: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
-    """K x P x P maps over ``box`` sampled bilinearly at the pixels [y0, y1) x [x0, x1): pixel index
-    i takes bin coordinate ``bin_coordinate(i)``, the inverse of what the nets read (gpsnet.geometry)."""
-    _, p, _ = prob.shape
-    return sample_grid(prob, bin_coordinate(np.arange(y0, y1), box[1], box[3], p),
-                       bin_coordinate(np.arange(x0, x1), box[0], box[2], p))
-
-
-def paste(prob: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Arg-max part labels of ``prob`` (K x P x P over ``box``, net coordinates) in a height x
-    width map: the pixels whose index lies in the box."""
-    out = np.zeros((height, width), np.uint8)
-    x0, y0 = max(int(np.ceil(box[0])), 0), max(int(np.ceil(box[1])), 0)
-    x1, y1 = min(int(np.floor(box[2])) + 1, width), min(int(np.floor(box[3])) + 1, height)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    out[y0:y1, x0:x1] = _resample(prob, box, x0, x1, y0, y1).argmax(0).astype(np.uint8)
-    return out
-
-
-def upsample_s8(prob: np.ndarray, height: int, width: int, stride: int = 8) -> np.ndarray:
-    """K x h x w stride-``stride`` maps (cell i at pixel index ``stride * i``, gpsnet.geometry)
-    resampled bilinearly to K x height x width."""
-    return sample_grid(prob, np.arange(height) / stride, np.arange(width) / stride)
-
-
-def rescale_region(prob: np.ndarray, height: int, width: int, ratio: float) -> np.ndarray:
-    """K x h x w maps over an image region scaled by ``ratio`` resampled bilinearly to the same image's
-    region of height x width pixels at scale 1 (pixel index i covers image coordinate i + 0.5)."""
-    return sample_grid(prob, (np.arange(height) + 0.5) * ratio - 0.5, (np.arange(width) + 0.5) * ratio - 0.5)
 
 
 MAX_SCALE = 4.0      # --scales: factors in (0, MAX_SCALE]
@@ -253,7 +199,7 @@ class Predictor:
         """(per-person parts, global probabilities over the canvas' image region) of one pass ``out``,
         averaged with the mirrored pass when ``flip``."""
         rh, rw = int(im_info[0]), int(im_info[1])
-        glob = None if out.global_prob is None else upsample_s8(out.global_prob, rh, rw, self.cfg.feat_stride)
+        glob = None if out.global_prob is None else upsample_cells(out.global_prob, rh, rw, self.cfg.feat_stride)
         parts = out.parts
         if flip:
             mirrored = canvas.copy()
@@ -261,7 +207,7 @@ class Predictor:
             mout = self._forward(mirrored, im_info, mirror_boxes(out.rois, rw),
                                  None if faces is None else mirror_boxes(faces, rw))
             if glob is not None:
-                mglob = upsample_s8(mout.global_prob, rh, rw, self.cfg.feat_stride)
+                mglob = upsample_cells(mout.global_prob, rh, rw, self.cfg.feat_stride)
                 glob = 0.5 * (glob + unflip_prob(mglob))
             if len(parts):
                 parts = 0.5 * (parts + unflip_prob(mout.parts))

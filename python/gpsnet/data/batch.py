@@ -42,8 +42,9 @@ class BatchParams:
     feat_stride: int = DEFAULT_CONFIG.feat_stride
 
     @property
-    def size_s8(self) -> int:
-        """Cells of ``label_s8``: the label at the nets' feature stride (8 in the paper's setting)."""
+    def label_cells(self) -> int:
+        """Cells per side of ``label_s8``, the label at the nets' feature stride (8 in the paper's setting, 4
+        in the CPU one; the blob keeps the paper's name)."""
         return feature_cells(self.size, self.feat_stride)
 
     @classmethod

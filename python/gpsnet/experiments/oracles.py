@@ -18,8 +18,7 @@ from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.layout import load_sample, read_split
 from gpsnet.detection.targets import mask_targets
 from gpsnet.eval.metrics import InstanceAccumulator
-from gpsnet.geometry import to_net
-from gpsnet.infer import paste, upsample_s8
+from gpsnet.geometry import paste, to_net, upsample_cells
 
 
 def through_frame(person: np.ndarray, box: np.ndarray, pooled: int) -> np.ndarray:
@@ -34,7 +33,7 @@ def through_stride(person: np.ndarray, stride: int) -> np.ndarray:
     onehot = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(person == IGNORE_LABEL, 0, person)]
     blurred = cv2.blur(onehot, (stride, stride)) if stride > 1 else onehot
     cells = np.ascontiguousarray(blurred[::stride, ::stride].transpose(2, 0, 1))
-    return upsample_s8(cells, h, w, stride).argmax(0).astype(np.uint8)
+    return upsample_cells(cells, h, w, stride).argmax(0).astype(np.uint8)
 
 
 def score(root: Path, make) -> dict:

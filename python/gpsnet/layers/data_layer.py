@@ -28,7 +28,7 @@ class GPSDataLayer(ShowsErrors, caffe.Layer):
             raise ValueError(f"GPSDataLayer has {len(TOP_NAMES)} tops {list(TOP_NAMES)}, got {len(top)}")
         self.params = BatchParams.from_json(self.param_str)
         p = self.params
-        S, k1, B = p.size, p.size_s8, p.batch_size
+        S, k1, B = p.size, p.label_cells, p.batch_size
         shapes = {"data": (B, 3, S, S), "im_info": (B, 3), "label": (B, 1, S, S), "label_s8": (B, 1, k1, k1),
                   "gt_persons": (1, 5), "gt_faces": (1, 5), "gt_masks": (1, 1, S, S)}
         for i, name in enumerate(TOP_NAMES):  # (pycaffe's blob vectors do not iterate)
