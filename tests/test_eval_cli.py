@@ -1,4 +1,4 @@
-"""The predictions format, `evaluate_folder`, `format_table` and `gpsnet evaluate` on real files."""
+"""The predictions format, `evaluate_folder`, `format_table` and `gpsnet evaluate-predictions` (alias `evaluate`) on real files."""
 from __future__ import annotations
 
 import json

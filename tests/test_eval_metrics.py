@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpsnet.classes import IGNORE_LABEL, NUM_CLASSES
-from gpsnet.eval.bench import NaiveEvaluator, generate_image, naive_class_iou
+from gpsnet.eval.bench import NaiveEvaluator, gt_and_predictions, naive_class_iou
 from gpsnet.eval.metrics import (THRESHOLDS, EvalInputError, GlobalAccumulator, InstanceAccumulator,
                                  pair_statistics, voc_ap)
 
@@ -211,7 +211,7 @@ def test_voc_ap_all_points_with_envelope() -> None:
 
 def _data(seed: int, images: int = 12, size: int = 64) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [generate_image(size, rng, persons=4) for _ in range(images)]
+    return [gt_and_predictions(rng, size, persons=4) for _ in range(images)]
 
 
 def _summary(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:

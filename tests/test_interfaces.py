@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,3 +38,40 @@ def test_the_builder_re_export_gives_each_name_from_its_own_module():
         home = importlib.import_module(f"gpsnet.nets.{module}")
         for name in names:
             assert getattr(builder, name) is getattr(home, name), name
+
+
+def test_evaluate_is_a_documented_alias_of_evaluate_predictions(capsys):
+    from gpsnet import cli
+    assert cli.ALIASES == {"evaluate": "evaluate-predictions"}
+    assert "alias: evaluate" in cli.usage() and "evaluate-predictions" in cli.usage()
+    for name in ("evaluate", "evaluate-predictions"):
+        try:
+            cli.main([name, "--help"])
+        except SystemExit as stop:
+            assert stop.code == 0
+        assert capsys.readouterr().out.startswith("usage: gpsnet evaluate-predictions ")
+
+
+def _named_in_the_module_table() -> set[str]:
+    """The files the module table of docs/interfaces.md names (``a/{b,c}.py`` read as both)."""
+    text = (REPO / "docs" / "interfaces.md").read_text()
+    table = text[text.index("## Python package `python/gpsnet/`"):]
+    table = table[:table.index("\n\n", table.index("| module |"))]
+    named: set[str] = set()
+    for row in table.splitlines():
+        cell = row.split("|")[1] if row.startswith("|") else ""
+        for token in re.findall(r"`([^`]+)`", cell):
+            head, brace, rest = token.partition("{")
+            if brace:
+                inner, _, tail = rest.partition("}")
+                named.update(f"{head}{part.strip()}{tail}" for part in inner.split(","))
+            else:
+                named.add(token)
+    return named
+
+
+def test_the_module_table_names_every_module():
+    modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    named = _named_in_the_module_table()
+    assert sorted(modules - named) == []
+    assert sorted(n for n in named if n.endswith(".py") and n not in modules) == []   # no stale row

@@ -1,4 +1,5 @@
-"""The `gpsnet` entry point: `gpsnet <command> [args]` runs `<module>.main(args)`.
+"""The `gpsnet` entry point: `gpsnet <command> [args]` runs `<module>.main(args)` (`ALIASES`: other
+names of a command).
 
 Commands are imported lazily, so `gpsnet --help` works without pycaffe and each command only
 imports what it needs.
@@ -18,13 +19,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init-weights": ("gpsnet.nets.init_weights", "a variant's initial .caffemodel from ImageNet VGG-16 or DeepLab-v2 VGG-16"),
     "train": ("gpsnet.train", "run a solver (--variant, --data, --weights, --iters, --gpu)"),
     "infer": ("gpsnet.infer", "parse an image, a folder or a video with a trained net"),
-    "eval": ("gpsnet.evaluate_net", "run inference over a split and print the paper's AP table"),
-    "evaluate": ("gpsnet.eval.cli", "evaluate predictions folders against a data set"),
+    "eval": ("gpsnet.evaluate_net", "run a trained net over a split and print the paper's AP table"),
+    "evaluate-predictions": ("gpsnet.eval.cli", "score predictions folders (gpsnet infer's) against a data set "
+                                                "(alias: evaluate)"),
     "ablate": ("gpsnet.ablate", "train and evaluate every variant of Tables 2-3 (the ablation table)"),
     "plot-log": ("gpsnet.plotlog", "loss and learning curves (PNG, CSV) of gpsnet train's log.jsonl or a caffe train log"),
     "draw-net": ("gpsnet.drawnet", "draw a net prototxt (or every committed one) with Caffe's caffe.draw"),
     "docs-figures": ("gpsnet.docfigures", "regenerate docs/img's overlay, loss and curve figures from a trained model"),
 }
+
+# Other names of a command, kept for the users' scripts written with them.
+ALIASES: dict[str, str] = {"evaluate": "evaluate-predictions"}
 
 
 def usage() -> str:
@@ -40,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    name, rest = args[0], args[1:]
+    name, rest = ALIASES.get(args[0], args[0]), args[1:]
     if name not in COMMANDS:
         print(f"gpsnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """Evaluation: MHP's AP^p (any threshold), avg.AP, PCP, the global parser's mIoU; the predictions
-format on disk; `gpsnet evaluate` (docs/evaluation.md). Does not import caffe."""
+format on disk; `gpsnet evaluate-predictions` (docs/evaluation.md). Does not import caffe."""
 from __future__ import annotations
 
 from gpsnet.eval.evaluate import (evaluate_folder, evaluate_folders, format_table,

@@ -106,9 +106,10 @@ def draw_person(shape: tuple[int, int], x: int, y: int, w: int, h: int, rng: np.
     return lab
 
 
-def generate_image(size: int, rng: np.random.Generator, persons: int = 5
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gt N x S x S, predictions M x S x S, scores M) for one generated image."""
+def gt_and_predictions(rng: np.random.Generator, size: int, persons: int = 5
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gt N x S x S, predictions M x S x S, scores M) of one generated image: the evaluator's input
+    (no image; ``gpsnet.data.synthetic.generate_image`` draws a data set's images)."""
     n = max(1, int(rng.integers(persons - 2, persons + 3)))
     shape = (size, size)
     boxes = []
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = 0
     step = max(1, args.images // 20)
     for i in range(args.images):
-        gts, pred, scores = generate_image(args.size, rng, args.persons)
+        gts, pred, scores = gt_and_predictions(rng, args.size, args.persons)
         pairs += len(gts) * len(pred)
         t0 = time.perf_counter()
         fast.add(scores, pred, gts)

@@ -1,8 +1,9 @@
-"""`gpsnet evaluate`: evaluate predictions folders against a GPS-layout data set.
+"""`gpsnet evaluate-predictions` (alias `gpsnet evaluate`): score predictions folders against a GPS-layout
+data set (`gpsnet eval` runs a trained net and scores it in one go).
 
-    gpsnet evaluate --data ROOT --split val PRED_DIR [PRED_DIR ...] [--names A B ...]
+    gpsnet evaluate-predictions --data ROOT --split val PRED_DIR [PRED_DIR ...] [--names A B ...]
                     [--json out.json] [--plot pr.png] [--classes]
-    gpsnet evaluate --data ROOT --split val --gt-as-predictions OUT [--overwrite] [PRED_DIR ...]
+    gpsnet evaluate-predictions --data ROOT --split val --gt-as-predictions OUT [--overwrite] [PRED_DIR ...]
 
 Prints the paper's table (AP^p at 0.5 .. 0.8 and avg.AP in %, plus PCP at 0.5 and the global
 parser's mIoU), one row per folder. docs/evaluation.md defines the metrics and the folder format.
@@ -22,9 +23,11 @@ from gpsnet.eval.evaluate import (OutputFileError, check_output_file, evaluate_f
 from gpsnet.eval.metrics import EvalInputError
 from gpsnet.eval.predictions import PredictionsError
 
+PROG = "gpsnet evaluate-predictions"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gpsnet evaluate", description=__doc__,
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pred_dirs", nargs="*", metavar="PRED_DIR", help="predictions folders")
     ap.add_argument("--data", required=True, help="root of the GPS-layout data set")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs = list(args.pred_dirs)
     names = list(args.names) if args.names else [Path(d).name or str(d) for d in dirs]
     if args.names and len(args.names) != len(dirs):
-        print(f"gpsnet evaluate: {len(args.names)} --names for {len(dirs)} folders", file=sys.stderr)
+        print(f"{PROG}: {len(args.names)} --names for {len(dirs)} folders", file=sys.stderr)
         return 2
     try:
         if args.json:
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             dirs.append(args.gt_as_predictions)
             names.append("ground truth")
         if not dirs:
-            print("gpsnet evaluate: no predictions folder given", file=sys.stderr)
+            print(f"{PROG}: no predictions folder given", file=sys.stderr)
             return 2
         if len(set(names)) != len(names):
             names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
     except (GPSDataError, PredictionsError, EvalInputError, OutputFileError) as err:
-        print(f"gpsnet evaluate: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     table = dict(zip(names, results))
     print(f"AP^p on {args.data} ({args.split}), in %:")
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             plot_curves(table, args.plot)
             print(f"wrote {args.plot}")
     except OutputFileError as err:
-        print(f"gpsnet evaluate: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     return 0
 
