@@ -341,7 +341,7 @@ class PredictOptions:
     limit: int = 0                      # at most N images of a split (0: all)
     flip: bool = False                  # the flip test
     scales: tuple[float, ...] = (1.0,)  # the multi-scale test (--scales 0.75,1,1.25)
-    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
+    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (nets.config.override)
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:

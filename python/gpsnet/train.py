@@ -169,7 +169,7 @@ class TrainOptions:
     eval_split: str = "val"
     eval_limit: int = 0
     test_net: str | None = None         # the learning curve's test prototxt (with net)
-    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (builder.override)
+    overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (nets.config.override)
 
     def with_schedule(self, schedule: Schedule) -> "TrainOptions":
         return replace(self, solver=schedule.solver, lr=schedule.base_lr, lr_policy=schedule.lr_policy)

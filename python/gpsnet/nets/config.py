@@ -214,7 +214,7 @@ DEFAULT_CONFIG = NetConfig.full()
 
 
 def add_set_arg(ap: argparse.ArgumentParser) -> None:
-    """``--set KEY=VALUE`` (repeatable): a NetConfig field of the setting replaced (``builder.override``)."""
+    """``--set KEY=VALUE`` (repeatable): a NetConfig field of the setting replaced (``override``)."""
     ap.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                     help="replace a NetConfig field of the setting, e.g. --set train_faces=detected "
                          "(repeatable; the value converted by the field's type, tuples comma-separated; "
