@@ -131,6 +131,23 @@ def param_shapes(net: Any, layers: list[Any]) -> dict[str, list[list[int]]]:
     return out
 
 
+def geometry(layers: list[Any]) -> dict[str, list[int]]:
+    """Each Convolution's [num_output, kernel, dilation, pad, stride] and Pooling's [kernel, stride,
+    pad] (Caffe's defaults where unset: dilation and stride 1, pad 0)."""
+    def first(values: Any, default: int) -> int:
+        return int(values[0]) if len(values) else default
+    out: dict[str, list[int]] = {}
+    for la in layers:
+        if la.type == "Convolution":
+            c = la.convolution_param
+            out[la.name] = [c.num_output, first(c.kernel_size, 1), first(c.dilation, 1), first(c.pad, 0),
+                            first(c.stride, 1)]
+        elif la.type == "Pooling":
+            q = la.pooling_param
+            out[la.name] = [q.kernel_size, q.stride, q.pad]
+    return out
+
+
 def gemm_flops(net: Any, layers: list[Any]) -> dict[str, dict[str, float]]:
     """Per Convolution / InnerProduct layer of the net's current shapes (after a forward): forward
     FLOPs (2 x outputs x inputs per output) and backward FLOPs (the weight gradient, and the input
