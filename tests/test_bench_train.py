@@ -66,6 +66,20 @@ def test_a_twin_that_differs_is_reported(data_root, tmp_path):
     assert any(m.startswith("parameter shapes of fuse_conv1:") for m in found), found
 
 
+def test_without_torch_it_says_how_to_install_it_or_runs_caffe_alone(tmp_path):
+    """No interpreter with torch: exit 2 naming the install command, before any Caffe step;
+    --no-twin: Caffe's table alone."""
+    bench = str(ROOT / "scripts" / "bench_train")
+    res = subprocess.run([bench, "--torch-python", "/bin/false"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "scripts/install_system_deps --bench" in res.stderr, res.stderr
+    assert "tried /bin/false" in res.stderr
+    res = subprocess.run([bench, "--setting", "tiny", "--no-twin", "--steps", "1", "--warmup", "0", "--layer-iters", "0",
+                          "--threads", "1"], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, GLOG_minloglevel="2"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| Caffe (pycaffe)" in res.stdout and "PyTorch" not in res.stdout and "GEMM bound" in res.stdout
+
+
 def torch_python() -> str:
     py = find_torch_python(None)
     if py is None:

@@ -71,7 +71,7 @@ def set_threads(threads: int) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="bench_train", description=__doc__.splitlines()[0])
     ap.add_argument("--setting", default="small", help="small (default), full or tiny (the tests')")
     ap.add_argument("--steps", type=int, default=30, help="timed steps of each (median reported)")
     ap.add_argument("--warmup", type=int, default=5)
