@@ -34,7 +34,7 @@ def caffe_net(setting: str, data_root: Path, tmp_path: Path):
     return caffe.Net(str(path), caffe.TRAIN), caffe_profile.net_layers(text)
 
 
-@pytest.mark.parametrize("setting", ["tiny", "small"])
+@pytest.mark.parametrize("setting", ["tiny", "small", "full"])
 def test_the_twins_plan_is_the_caffe_net(setting, data_root, tmp_path):
     """Every learnable layer's parameter shapes and every conv's and pool's geometry of the plan
     (made from NetConfig apart from the net builder) equal the Caffe net's: a layer, channel count,
