@@ -111,8 +111,8 @@ def run_caffe(args: argparse.Namespace) -> dict[str, Any]:
     use_device(caffe, gpu)
     cudart = ctypes.CDLL(loaded_cudart()) if gpu is not None else None
     sync = (lambda: cudart.cudaDeviceSynchronize()) if cudart is not None else (lambda: None)
-    solver, root, setup_s = make_solver(caffe, "ad_fuse", setting.cfg, setting.schedule,
-                                        default_work(f"bench-train-{args.setting}"), args.data, args.num)
+    work = default_work(f"bench-train-{args.setting}")
+    solver, root, setup_s = make_solver(caffe, "ad_fuse", setting.cfg, setting.schedule, work, args.data, args.num)
     net = solver.net
     steps = step_times(solver, args.warmup, args.steps, sync)
     prof = layer_profile(net, args.layer_iters, sync) if args.layer_iters else {}
@@ -127,6 +127,7 @@ def run_caffe(args: argparse.Namespace) -> dict[str, Any]:
            "counts": counts, "param_shapes": param_shapes(net, layers), "geometry": geometry(layers), "gemm_flops": gemm_flops(net, layers),
            "numpy_sgemm_gflops": gemm_gflops(lambda: a @ b), "profile": prof}
     close_net(net)
+    shutil.rmtree(work, ignore_errors=True)   # its prototxts (no snapshots)
     return res
 
 
@@ -142,8 +143,11 @@ def run_twin(args: argparse.Namespace, python: str, plan: dict[str, Any], work: 
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     res = subprocess.run(cmd, env=env)
     if res.returncode != 0:
-        raise SystemExit(f"bench_train: the PyTorch twin failed (exit {res.returncode}): {' '.join(cmd)}")
-    return json.loads(out.read_text())
+        raise SystemExit(f"bench_train: the PyTorch twin failed (exit {res.returncode}): {' '.join(cmd)} "
+                         f"(its plan kept in {work})")
+    result = json.loads(out.read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def differences(what: str, caffe: dict[str, Any], twin: dict[str, Any]) -> list[str]:
