@@ -27,6 +27,11 @@ namespace caffe {
  * image (allowed_border) are labelled. At most fg_fraction * batch_size fg and batch_size
  * in all are kept per image, the rest drawn at random become -1.
  *
+ * Optional fifth bottom: the pass index i (one value: the data layer's `iteration` top). Then
+ * the draws of a pass depend only on (seed, i) and the data, so a training resumed from a
+ * snapshot (whose data layer is brought to the snapshot's iteration) samples as the
+ * uninterrupted run; without it, i counts this layer's forward passes from 0.
+ *
  * Random draws: forward pass i draws from a Caffe::RNG seeded from (seed, i); without a
  * seed in the parameters, the seed is drawn from Caffe's RNG (caffe_rng_rand()) at setup, so it
  * follows Caffe::set_random_seed (the solver's random_seed). Two nets built alike after the
@@ -43,13 +48,14 @@ class AnchorTargetLayer : public Layer<Dtype> {
   virtual void Reshape(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top);
 
   virtual inline const char* type() const { return "AnchorTarget"; }
-  virtual inline int ExactNumBottomBlobs() const { return 4; }
+  virtual inline int MinBottomBlobs() const { return 4; }
+  virtual inline int MaxBottomBlobs() const { return 5; }
   virtual inline int ExactNumTopBlobs() const { return 4; }
   virtual inline bool AllowForceBackward(const int bottom_index) const { return false; }
 
   /// The seed that forward pass i samples with (a mix of the layer's seed and i).
   unsigned int PassSeed(unsigned int pass) const;
-  /// Forward passes run so far (the i of the next pass).
+  /// Forward passes run so far (the i of the next pass without a pass-index bottom).
   unsigned int forward_count() const { return forward_count_; }
 
  protected:

@@ -178,6 +178,10 @@ void AnchorTargetLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   CHECK_EQ(bottom[3]->count(), 3 * num) << "layer " << name
       << ": im_info must be B x 3 (height, width, scale) for B = " << num << " images, got "
       << bottom[3]->shape_string();
+  if (bottom.size() == 5) {
+    CHECK_EQ(bottom[4]->count(), 1) << "layer " << name
+        << ": the fifth bottom is the pass index (one value), got " << bottom[4]->shape_string();
+  }
   vector<int> shape(4);
   shape[0] = num;
   shape[1] = 1;
@@ -206,7 +210,14 @@ void AnchorTargetLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int A = num_anchors_;
   const int cells = height * width;
   const int n = cells * A;
-  Caffe::RNG rng(PassSeed(forward_count_++));
+  unsigned int pass = forward_count_++;
+  if (bottom.size() == 5) {
+    const double index = bottom[4]->cpu_data()[0];
+    CHECK(index >= 0 && index <= UINT_MAX && index == std::floor(index)) << "layer "
+        << this->layer_param_.name() << ": the pass index must be a whole number >= 0, got " << index;
+    pass = static_cast<unsigned int>(index);
+  }
+  Caffe::RNG rng(PassSeed(pass));
   if (num == 0 || n == 0) return;
   rng_t* gen = static_cast<rng_t*>(rng.generator());
   std::vector<double> anchors(4 * static_cast<size_t>(n));

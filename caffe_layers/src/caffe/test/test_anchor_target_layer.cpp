@@ -247,6 +247,33 @@ TYPED_TEST(AnchorTargetLayerTest, TestSeedFromCaffeRng) {
   EXPECT_NE(runs[0], runs[2]);
 }
 
+TYPED_TEST(AnchorTargetLayerTest, TestPassIndexBottom) {
+  typedef typename TypeParam::Dtype Dtype;
+  // With the fifth bottom, pass i draws as the i-th pass of a layer without it, whatever the
+  // passes run before: a net resumed at iteration i (its data layer giving i) samples alike.
+  std::vector<double> persons;
+  for (int k = 0; k < 20; ++k) this->AddCell(0, 1 + k / 6, 1 + k % 6, &persons);
+  this->SetInputs(1, 8, 8, persons, std::vector<double>());
+  AnchorTargetLayer<Dtype> counted(this->Param(16));
+  counted.SetUp(this->bottom_, this->top_);
+  std::vector<std::vector<Dtype> > by_pass;
+  for (int pass = 0; pass < 4; ++pass) {
+    counted.Forward(this->bottom_, this->top_);
+    by_pass.push_back(this->Top(0));
+  }
+  Blob<Dtype> index(vector<int>(1, 1));
+  vector<Blob<Dtype>*> bottom = this->bottom_;
+  bottom.push_back(&index);
+  AnchorTargetLayer<Dtype> indexed(this->Param(16));
+  indexed.SetUp(bottom, this->top_);
+  const int order[4] = {3, 1, 1, 0};
+  for (int k = 0; k < 4; ++k) {
+    index.mutable_cpu_data()[0] = order[k];
+    indexed.Forward(bottom, this->top_);
+    EXPECT_EQ(by_pass[order[k]], this->Top(0)) << "pass index " << order[k];
+  }
+}
+
 class AnchorTargetLayerDeathTest : public roi_test::DeathTest {};
 
 TEST_F(AnchorTargetLayerDeathTest, TestBadInputs) {
@@ -289,6 +316,10 @@ TEST_F(AnchorTargetLayerDeathTest, TestBadInputs) {
   std::vector<bool> prop(4, false);
   prop[0] = true;
   EXPECT_DEATH(layer7.Backward(tops, prop, bottom), "AnchorTarget has no gradient \\(bottom 0\\)");
+  Blob<float> two(Shape(1, 2));
+  bottom.push_back(&two);
+  AnchorTargetLayer<float> layer8(p);
+  EXPECT_DEATH(layer8.SetUp(bottom, tops), "the fifth bottom is the pass index \\(one value\\)");
 }
 
 }  // namespace caffe
