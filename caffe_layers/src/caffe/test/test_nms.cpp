@@ -129,6 +129,25 @@ TYPED_TEST(NmsTest, TestDegenerate) {
   EXPECT_EQ(this->Nms(h, 0.5, 0), std::vector<int>(want_h, want_h + 2));
 }
 
+// The NaN rules of bbox_util that the NMS relies on (boxes.py): a NaN delta decodes to a NaN
+// box (np.minimum keeps NaN; `delta < clip ? delta : clip` made it the clip), and a NaN box
+// overlaps nothing (the ternary min/max dropped the NaN: IoU 1 with any box).
+TEST(NmsBoxTest, TestNaN) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double anchor[] = {0, 0, 10, 10};
+  for (int c = 0; c < 4; ++c) {
+    double delta[] = {0, 0, 0, 0}, box[4];
+    delta[c] = nan;
+    bbox_util::BoxDecode(anchor, delta, box);
+    EXPECT_TRUE(bbox_util::BoxHasNaN(box)) << "NaN delta " << c;
+    EXPECT_FALSE(bbox_util::BoxAtLeast(box, 0.0));
+  }
+  const double a[] = {nan, 0, 10, 10}, b[] = {0, 0, 10, 10};
+  EXPECT_EQ(bbox_util::BoxIoU(a, b), 0);
+  EXPECT_EQ(bbox_util::BoxIoU(b, a), 0);
+  EXPECT_EQ(bbox_util::BoxIoU(b, b), 1);
+}
+
 TEST(NmsOrderTest, TestStableDecreasingNaNLast) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
