@@ -36,19 +36,21 @@ void NmsOrderByScore(const int n, const T* scores, const int top_n, std::vector<
   }
 }
 
+// Each box is compared with the boxes kept before it only (not every kept box with every later
+// box): the same result, and with max_keep the work is at most (boxes visited) x max_keep.
 template <typename T>
 void NmsSortedCpu(const int n, const T* boxes, const T thresh, const int max_keep,
                   std::vector<int>* keep) {
   keep->clear();
-  std::vector<char> removed(n, 0);
   for (int i = 0; i < n; ++i) {
-    if (removed[i]) continue;
+    const T* b = boxes + 4 * i;
+    bool suppressed = false;
+    for (size_t k = 0; k < keep->size() && !suppressed; ++k) {
+      suppressed = bbox_util::BoxIoU(boxes + 4 * (*keep)[k], b) > thresh;
+    }
+    if (suppressed) continue;
     keep->push_back(i);
     if (max_keep > 0 && static_cast<int>(keep->size()) >= max_keep) return;
-    const T* b = boxes + 4 * i;
-    for (int j = i + 1; j < n; ++j) {
-      if (!removed[j] && bbox_util::BoxIoU(b, boxes + 4 * j) > thresh) removed[j] = 1;
-    }
   }
 }
 
