@@ -59,6 +59,24 @@ inline void NmsSorted(const Blob<T>& boxes, const int n, const T thresh, const i
   NmsSortedCpu(n, boxes.cpu_data(), thresh, max_keep, keep);
 }
 
+// NMS of the boxes order[0], order[1], ... of `boxes` (4 values each), visited in that order
+// (NmsOrderByScore's): `keep` gets the kept positions in `order`. `sorted` receives the ordered
+// boxes (the GPU reads them there); `mask` is the GPU's work buffer.
+template <typename T>
+inline void NmsInOrder(const T* boxes, const std::vector<int>& order, const T thresh,
+                       const int max_keep, const bool gpu, Blob<T>* sorted,
+                       Blob<unsigned int>* mask, std::vector<int>* keep) {
+  const int m = static_cast<int>(order.size());
+  if (m > 0) {
+    sorted->Reshape(std::vector<int>{m, 4});
+    T* s = sorted->mutable_cpu_data();
+    for (int j = 0; j < m; ++j) {
+      for (int c = 0; c < 4; ++c) s[4 * j + c] = boxes[4 * order[j] + c];
+    }
+  }
+  NmsSorted(*sorted, m, thresh, max_keep, gpu, mask, keep);
+}
+
 }  // namespace caffe
 
 #endif  // CAFFE_UTIL_NMS_HPP_

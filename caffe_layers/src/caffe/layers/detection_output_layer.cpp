@@ -124,19 +124,14 @@ void DetectionOutputLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
       }
       const int m = limit > 0 ? static_cast<int>(cand_rows.size()) : 0;
       NmsOrderByScore(m, m ? &cand_scores[0] : NULL, 0, &order);
-      if (m > 0) {
-        sorted_boxes_.Reshape(std::vector<int>{m, 4});
-        double* s = sorted_boxes_.mutable_cpu_data();
-        for (int j = 0; j < m; ++j) {
-          for (int q = 0; q < 4; ++q) s[4 * j + q] = boxes[4 * cand_rows[order[j]] + q];
-        }
-      }
-      NmsSorted(sorted_boxes_, m, nms_thresh_, limit, gpu, &nms_mask_, &keep);
+      for (int j = 0; j < m; ++j) order[j] = cand_rows[order[j]];   // candidate -> image row
+      NmsInOrder(m ? &boxes[0] : NULL, order, nms_thresh_, limit, gpu, &sorted_boxes_,
+                 &nms_mask_, &keep);
       for (size_t j = 0; j < keep.size(); ++j) {
-        const int k = cand_rows[order[keep[j]]];
+        const int k = order[keep[j]];
         rows[c].push_back(b);
         rows[c].insert(rows[c].end(), &boxes[4 * k], &boxes[4 * k] + 4);
-        scores[c].push_back(cand_scores[order[keep[j]]]);
+        scores[c].push_back(prob[image_rows[k] * classes + cls]);
       }
       if (!keep.empty() || cls != kPerson) continue;
       if (image_rows.empty()) {  // no RoI: the whole valid image

@@ -109,20 +109,13 @@ void ProposalLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
     }
     const int valid = static_cast<int>(scores.size());
     NmsOrderByScore(valid, valid ? &scores[0] : NULL, pre_nms_top_n_, &order);
-    const int m = static_cast<int>(order.size());
-    if (m > 0) {
-      sorted_boxes_.Reshape(std::vector<int>{m, 4});
-      double* s = sorted_boxes_.mutable_cpu_data();
-      for (int j = 0; j < m; ++j) {
-        for (int c = 0; c < 4; ++c) s[4 * j + c] = boxes[4 * order[j] + c];
-      }
-    }
-    NmsSorted(sorted_boxes_, m, nms_thresh_, post_nms_top_n_, gpu, &nms_mask_, &keep);
-    const double* s = m > 0 ? sorted_boxes_.cpu_data() : NULL;
+    NmsInOrder(valid ? &boxes[0] : NULL, order, nms_thresh_, post_nms_top_n_, gpu,
+               &sorted_boxes_, &nms_mask_, &keep);
     for (size_t j = 0; j < keep.size(); ++j) {
+      const int k = order[keep[j]];
       rows.push_back(i);
-      rows.insert(rows.end(), s + 4 * keep[j], s + 4 * keep[j] + 4);
-      out_scores.push_back(scores[order[keep[j]]]);
+      rows.insert(rows.end(), &boxes[4 * k], &boxes[4 * k] + 4);
+      out_scores.push_back(scores[k]);
     }
     if (keep.empty()) {  // the whole valid image
       const double whole[5] = {static_cast<double>(i), 0, 0, im_w, im_h};
