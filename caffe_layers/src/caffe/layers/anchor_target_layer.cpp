@@ -10,7 +10,6 @@
 
 #include "caffe/layers/anchor_target_layer.hpp"
 #include "caffe/layers/roi_align_layer.hpp"  // CheckRoIsShape
-#include "caffe/util/anchor_util.hpp"
 #include "caffe/util/bbox_util.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/rng.hpp"
@@ -146,7 +145,7 @@ void AnchorTargetLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     CHECK(ratios[i] > 0 && std::isfinite(ratios[i])) << "layer " << name
         << ": anchor_ratio must be finite and > 0, got " << ratios[i];
   }
-  base_anchors_ = anchor_util::BaseAnchors(sizes, ratios);
+  bbox_util::BaseAnchors(sizes, ratios, &base_anchors_);
   num_anchors_ = static_cast<int>(base_anchors_.size() / 4);
   positive_overlap_ = p.positive_overlap();
   negative_overlap_ = p.negative_overlap();
@@ -224,8 +223,8 @@ void AnchorTargetLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
       for (int a = 0; a < A; ++a) {
-        anchor_util::ShiftedAnchor(&base_anchors_[4 * a], y, x, feat_stride_,
-                                   &anchors[4 * ((y * width + x) * A + a)]);
+        bbox_util::ShiftedAnchor(&base_anchors_[0], a, y, x, feat_stride_,
+                                 &anchors[4 * ((y * width + x) * A + a)]);
       }
     }
   }
