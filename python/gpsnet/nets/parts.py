@@ -95,6 +95,12 @@ def backbone_strides(feat_stride: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+# VGG-16's five blocks: (block, channels at width 1, convolutions); the PyTorch twin reads it too.
+VGG16_BLOCKS: tuple[tuple[int, int, int], ...] = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
+BOX_POOLED = 7     # the box head's RoIAlign output (7 x 7)
+BOX_CLASSES = 3    # the box head's classes: background, person, face (bbox_pred: 4 per class)
+
+
 def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = "", pool5: bool = True):
     """DeepLab-v2 VGG-16 at output stride ``cfg.feat_stride`` (8: pool4 / pool5 stride 1, conv5
     dilation 2). Returns (conv5_3, pool5); ``pool5=False``: no pool5 (a net that only reads conv5_3).
@@ -102,8 +108,7 @@ def vgg16_deeplab(n, data, cfg: NetConfig, prefix: str = "", pool5: bool = True)
     Random init: MSRA, except conv1_1 (gaussian, std 0.003) whose input is mean-subtracted pixels
     (std ~60): its outputs start at unit scale, so training from scratch does not diverge."""
     x = data
-    blocks = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
-    for (block, ch, reps), (pool_stride, dilation) in zip(blocks, backbone_strides(cfg.feat_stride)):
+    for (block, ch, reps), (pool_stride, dilation) in zip(VGG16_BLOCKS, backbone_strides(cfg.feat_stride)):
         for r in range(1, reps + 1):
             x = conv(n, f"{prefix}conv{block}_{r}", x, cfg.ch(ch), dilation=dilation,
                      std=0.003 if (block, r) == (1, 1) else None, bn=bn_spec(cfg))
@@ -210,12 +215,12 @@ def box_head(n, conv5_3, rois, cfg: NetConfig, shared: bool = False, suffix: str
         return inner_product(n, name + suffix, bottom, nout, relu=relu, std=std, share=name if named else None,
                              follow=follow)
 
-    roi_pool = roi_align(conv5_3, rois, 7, cfg)
+    roi_pool = roi_align(conv5_3, rois, BOX_POOLED, cfg)
     setattr(n, f"roi_pool{suffix}", roi_pool)
     fc6, fc7, cls, bbox = BOX_HEAD_FCS
     x = fc(fc6, roi_pool, cfg.ch(cfg.box_fc), relu=True)
     x = fc(fc7, x, cfg.ch(cfg.box_fc), relu=True)
-    return fc(cls, x, 3, relu=False, std=0.01), fc(bbox, x, 12, relu=False, std=0.001)
+    return fc(cls, x, BOX_CLASSES, relu=False, std=0.01), fc(bbox, x, 4 * BOX_CLASSES, relu=False, std=0.001)
 
 
 def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True, shared_box_head: bool = False):

@@ -33,9 +33,13 @@ def layer_prototxt(layer_type: str, bottom_shapes: Sequence[Sequence[int]], num_
 
 def layer_net(layer_type: str, bottom_shapes, num_tops: int, param_field=None, params=None):
     """caffe.Net (TEST phase) of layer_prototxt(...)."""
+    return text_net(layer_prototxt(layer_type, bottom_shapes, num_tops, param_field, params))
+
+
+def text_net(text: str):
+    """caffe.Net (TEST phase) of a net prototxt given as text."""
     import caffe
 
-    text = layer_prototxt(layer_type, bottom_shapes, num_tops, param_field, params)
     fd, path = tempfile.mkstemp(suffix=".prototxt")
     try:
         with os.fdopen(fd, "w") as f:

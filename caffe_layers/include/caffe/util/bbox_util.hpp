@@ -11,6 +11,7 @@
 #define CAFFE_UTIL_BBOX_UTIL_HPP_
 
 #include <cmath>
+#include <vector>
 
 #ifndef GPSNET_HOST_DEVICE
 #ifdef __CUDACC__
@@ -29,6 +30,8 @@ const double kBBoxXformClip = 4.1351665567423561;
 const double kMinEncodeSize = 1e-6;
 // Smallest union that BoxIoU divides by (boxes.bbox_overlaps).
 const double kMinUnion = 1e-12;
+// Net coordinate - image coordinate (gpsnet.geometry.NET_OFFSET): BoxClip's offset.
+const double kNetOffset = -0.5;
 
 // Area of (x1, y1, x2, y2); 0 for a degenerate box.
 template <typename Dtype>
@@ -38,9 +41,18 @@ GPSNET_HOST_DEVICE inline Dtype BoxArea(const Dtype* b) {
   return (w > Dtype(0) && h > Dtype(0)) ? w * h : Dtype(0);
 }
 
-// Intersection over union of two boxes; 0 where the union is empty.
+// Whether some coordinate of (x1, y1, x2, y2) is NaN.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline bool BoxHasNaN(const Dtype* b) {
+  return b[0] != b[0] || b[1] != b[1] || b[2] != b[2] || b[3] != b[3];
+}
+
+// Intersection over union of two boxes; 0 where the union is empty or not a number (as
+// boxes.bbox_overlaps and boxes.nms, whose NaN union fails `union > 0`): a box with a NaN
+// coordinate overlaps nothing.
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline Dtype BoxIoU(const Dtype* a, const Dtype* b) {
+  if (BoxHasNaN(a) || BoxHasNaN(b)) return Dtype(0);
   const Dtype iw = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
   const Dtype ih = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
   const Dtype inter = (iw > Dtype(0) && ih > Dtype(0)) ? iw * ih : Dtype(0);
@@ -72,7 +84,8 @@ GPSNET_HOST_DEVICE inline void BoxEncode(const Dtype* ex, const Dtype* gt, Dtype
 }
 
 // The box that deltas (dx, dy, dw, dh) make of `box` (boxes.bbox_transform_inv); dw and dh
-// are clipped at kBBoxXformClip. `out` may alias neither input.
+// are clipped at kBBoxXformClip. A NaN delta stays NaN (np.minimum), so its box is NaN.
+// `out` may alias neither input.
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline void BoxDecode(const Dtype* box, const Dtype* delta, Dtype* out) {
   const Dtype w = box[2] - box[0];
@@ -80,8 +93,8 @@ GPSNET_HOST_DEVICE inline void BoxDecode(const Dtype* box, const Dtype* delta, D
   const Dtype cx = box[0] + Dtype(0.5) * w;
   const Dtype cy = box[1] + Dtype(0.5) * h;
   const Dtype clip = Dtype(kBBoxXformClip);
-  const Dtype dw = delta[2] < clip ? delta[2] : clip;
-  const Dtype dh = delta[3] < clip ? delta[3] : clip;
+  const Dtype dw = delta[2] > clip ? clip : delta[2];
+  const Dtype dh = delta[3] > clip ? clip : delta[3];
   const Dtype pcx = delta[0] * w + cx;
   const Dtype pcy = delta[1] * h + cy;
   const Dtype pw = exp(dw) * w;
@@ -103,6 +116,41 @@ GPSNET_HOST_DEVICE inline void BoxClip(Dtype* box, const Dtype height, const Dty
     if (box[i] < offset) box[i] = offset;
     if (box[i] > hi[i]) box[i] = hi[i];
   }
+}
+
+// Whether both sides of a box are at least min_size (boxes.filter_small_boxes); false for a
+// box with a NaN coordinate.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline bool BoxAtLeast(const Dtype* b, const Dtype min_size) {
+  return b[2] - b[0] >= min_size && b[3] - b[1] >= min_size;
+}
+
+// The A = ratios x sizes anchors (x1, y1, x2, y2) centred on the origin, ratio-major, each of
+// area size^2 and h / w = ratio (anchors.base_anchors); `anchors` gets 4 A values.
+inline void BaseAnchors(const std::vector<double>& sizes, const std::vector<double>& ratios,
+                        std::vector<double>* anchors) {
+  anchors->clear();
+  for (size_t r = 0; r < ratios.size(); ++r) {
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      const double w = sizes[s] / std::sqrt(ratios[r]);
+      const double h = sizes[s] * std::sqrt(ratios[r]);
+      anchors->push_back(-0.5 * w);
+      anchors->push_back(-0.5 * h);
+      anchors->push_back(0.5 * w);
+      anchors->push_back(0.5 * h);
+    }
+  }
+}
+
+// Anchor `a` (of the A base anchors) at feature cell (y, x) of a stride-`stride` map
+// (anchors.shifted_anchors): the base anchor shifted by (stride x, stride y).
+inline void ShiftedAnchor(const double* base, const int a, const int y, const int x,
+                          const double stride, double* out) {
+  const double cx = x * stride, cy = y * stride;
+  out[0] = base[4 * a] + cx;
+  out[1] = base[4 * a + 1] + cy;
+  out[2] = base[4 * a + 2] + cx;
+  out[3] = base[4 * a + 3] + cy;
 }
 
 }  // namespace bbox_util

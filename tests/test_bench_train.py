@@ -1,0 +1,132 @@
+"""scripts/bench_train's PyTorch twin against the Caffe net (docs/benchmarks.md).
+
+The plan (the twin's layers, from NetConfig) is checked against the Caffe train net without torch:
+parameter shapes and convolution / pooling geometry. Where an interpreter with torch exists (CI installs
+Debian's python3-torch: scripts/install_system_deps --bench), the bench itself runs for a couple of tiny
+steps and must find the torch modules equal to the Caffe net in shapes, geometry and FLOPs."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+caffe = pytest.importorskip("caffe")
+
+from gpsnet import train as train_mod  # noqa: E402
+from gpsnet.bench import caffe_profile, plan as plan_mod  # noqa: E402
+from gpsnet.bench.train_bench import INSTALL_TORCH, differences, find_torch_python, mismatches  # noqa: E402
+from gpsnet.nets.config import named_setting  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTS = {"rois": 16, "rpn_rois": 32, "mask_rois": 4}
+
+
+def caffe_net(setting: str, data_root: Path, tmp_path: Path):
+    cfg = named_setting(setting).cfg
+    text = train_mod.net_param_text("ad_fuse", cfg, True, None, None)
+    path = tmp_path / "train.prototxt"
+    path.write_text(train_mod.patch_data_layer(text, data_root, 0))
+    caffe.set_mode_cpu()
+    return caffe.Net(str(path), caffe.TRAIN), caffe_profile.net_layers(text)
+
+
+@pytest.mark.parametrize("setting", ["tiny", "small", "full"])
+def test_the_twins_plan_is_the_caffe_net(setting, data_root, tmp_path):
+    """Every learnable layer's parameter shapes and every conv's and pool's geometry of the plan
+    (made from NetConfig apart from the net builder) equal the Caffe net's: a layer, channel count,
+    kernel, dilation or pool stride off in the twin fails here, with or without torch."""
+    net, layers = caffe_net(setting, data_root, tmp_path)
+    s = named_setting(setting)
+    plan = plan_mod.twin_plan(s.cfg, s.schedule, COUNTS)
+    assert differences("shapes", caffe_profile.param_shapes(net, layers), plan_mod.param_shapes(plan)) == []
+    assert differences("geometry", caffe_profile.geometry(layers), plan_mod.geometry(plan)) == []
+    # every Caffe layer with params lies in one of the plan's parts
+    parts = plan_mod.by_part(plan, dict.fromkeys(caffe_profile.param_shapes(net, layers), 1.0))
+    assert parts["other"] == 0 and all(parts[p] > 0 for p in plan_mod.PARTS)
+
+
+def test_a_twin_that_differs_is_reported(data_root, tmp_path):
+    """The comparison sees a dilation (which changes no parameter shape) and a channel count."""
+    net, layers = caffe_net("tiny", data_root, tmp_path)
+    s = named_setting("tiny")
+    plan = plan_mod.twin_plan(s.cfg, s.schedule, COUNTS)
+    bad = copy.deepcopy(plan)
+    bad["parts"]["global_aspp"]["branches"][1][0]["dilation"] += 1
+    bad["parts"]["fusion"][0]["cout"] += 1
+    caffe_side = {"param_shapes": caffe_profile.param_shapes(net, layers), "geometry": caffe_profile.geometry(layers),
+                  "gemm_flops": {}}
+    twin_side = {"param_shapes": plan_mod.param_shapes(bad), "geometry": plan_mod.geometry(bad), "gemm_flops": {}}
+    found = mismatches(caffe_side, twin_side)
+    assert any(m.startswith("geometry of fc6_2:") for m in found), found
+    assert any(m.startswith("parameter shapes of fuse_conv1:") for m in found), found
+
+
+def test_without_torch_it_says_how_to_install_it_or_runs_caffe_alone(tmp_path):
+    """No interpreter with torch: exit 2 naming the install command, before any Caffe step;
+    --no-twin: Caffe's table alone."""
+    bench = str(ROOT / "scripts" / "bench_train")
+    res = subprocess.run([bench, "--torch-python", "/bin/false"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "scripts/install_system_deps --bench" in res.stderr, res.stderr
+    assert "tried /bin/false" in res.stderr
+    res = subprocess.run([bench, "--setting", "tiny", "--no-twin", "--steps", "1", "--warmup", "0", "--layer-iters", "0",
+                          "--threads", "1"], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, GLOG_minloglevel="2"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| Caffe (pycaffe)" in res.stdout and "PyTorch" not in res.stdout and "GEMM bound" in res.stdout
+
+
+def torch_python() -> str:
+    py = find_torch_python(None)
+    if py is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs the benchmark extra, but no interpreter imports torch.\n{INSTALL_TORCH}")
+        pytest.skip(f"no interpreter with torch.\n{INSTALL_TORCH}")
+    return py
+
+
+def test_bench_train_runs_the_twin_beside_caffe(tmp_path):
+    """Two tiny steps of each: exit 0, the table printed, the twin's modules equal to the Caffe net
+    (parameter shapes, geometry, per-layer FLOPs of the same RoI counts) and its loss finite."""
+    torch_python()
+    out = tmp_path / "bench.json"
+    res = subprocess.run([str(ROOT / "scripts" / "bench_train"), "--setting", "tiny", "--steps", "2", "--warmup", "1",
+                          "--layer-iters", "1", "--threads", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=900, env=dict(os.environ, GLOG_minloglevel="2"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mismatches"] == []
+    twin, caffe_res = result["twin"], result["caffe"]
+    assert set(twin["gemm_flops"]) == set(caffe_res["gemm_flops"]) and len(twin["param_shapes"]) > 40
+    assert all(x == x and abs(x) < 1e6 for x in twin["losses"]), twin["losses"]
+    assert "| Caffe (pycaffe)" in res.stdout and "PyTorch" in res.stdout and "Caffe by layer kind" in res.stdout
+
+
+def test_the_torch_roi_align_is_torchvisions(tmp_path):
+    """The twin's fallback RoIAlign (for a torch without torchvision) equals torchvision's, forward
+    and gradient, aligned or not, with a RoI reaching outside the map."""
+    py = torch_python()
+    script = """
+import torch
+from torchvision.ops import roi_align
+from gpsnet.bench.twin import roi_align_torch
+g = torch.Generator().manual_seed(0)
+for aligned in (False, True):
+    x = torch.randn(2, 3, 9, 11, generator=g, requires_grad=True)
+    rois = torch.tensor([[0, 1.0, 2.0, 30.0, 20.0], [1, -6.0, -3.0, 12.0, 40.0], [1, 5.0, 5.0, 6.0, 6.0]])
+    a = roi_align(x, rois, output_size=5, spatial_scale=0.25, sampling_ratio=2, aligned=aligned)
+    b = roi_align_torch(x, rois, 5, 0.25, 2, aligned)
+    assert torch.allclose(a, b, atol=1e-5), (aligned, (a - b).abs().max())
+    ga, = torch.autograd.grad(a.square().sum(), x)
+    gb, = torch.autograd.grad(b.square().sum(), x)
+    assert torch.allclose(ga, gb, atol=1e-4), (aligned, (ga - gb).abs().max())
+print("ok")
+"""
+    res = subprocess.run([py, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT / "python")))
+    if "No module named 'torchvision'" in res.stderr:
+        pytest.skip("torch without torchvision: nothing to compare the fallback with")
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
