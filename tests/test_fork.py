@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GPSNET_TYPES = ("RoIAlign", "FaceMajoritySelect", "AdjustedRoIAlign", "AdjustBack")
+GPSNET_TYPES = ("RoIAlign", "FaceMajoritySelect", "AdjustedRoIAlign", "AdjustBack", "SmoothL1Loss", "AnchorTarget",
+                "Proposal", "DetectionOutput")
 
 
 def test_pycaffe_comes_from_the_fork_build():
@@ -31,9 +32,9 @@ def test_proto_fields_from_149():
 
     fields = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
     numbers = {name: fields[name].number for name in
-               ("roi_align_param", "adjusted_roi_align_param",
-                "face_majority_select_param", "adjust_back_param")}
-    assert sorted(numbers.values()) == [149, 150, 151, 152], numbers
+               ("roi_align_param", "adjusted_roi_align_param", "face_majority_select_param", "adjust_back_param",
+                "smooth_l1_loss_param", "anchor_target_param", "proposal_param", "detection_output_param")}
+    assert sorted(numbers.values()) == list(range(149, 157)), numbers
     p = caffe_pb2.AdjustedRoIAlignParameter()
     assert (p.pooled_h, p.pooled_w, p.face_x, p.face_y) == (41, 41, 0.5, pytest.approx(0.2))
 

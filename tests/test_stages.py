@@ -80,9 +80,9 @@ def test_det_par_parser_stage_runs_the_trained_detector_frozen():
                       _layers(net_text("det_par", TINY, False)))
     assert "loss_parse" not in str(det) and not any(name.startswith("par_") for name in det)
     assert any(layer.python_param.layer == "ProposalTargetLayer" for layer in det.values())
-    # stage par: the detector as at test time (DetectionLayer), every one of its parameters at lr 0
+    # stage par: the detector as at test time (DetectionOutput), every one of its parameters at lr 0
     # and BatchNorm on its stored statistics; the parser learns
-    assert any(layer.python_param.layer == "DetectionLayer" for layer in par.values())
+    assert any(layer.type == "DetectionOutput" for layer in par.values())
     assert any(layer.python_param.layer == "DetectionTargetLayer" for layer in par.values())
     assert not any(layer.python_param.layer == "ProposalTargetLayer" for layer in par.values())
     for name in det:

@@ -106,7 +106,7 @@ def test_each_face_source_trains(mode, data_root, tmp_path):
     rows = [json.loads(r) for r in res["log"].read_text().splitlines()]
     assert len(rows) == 4 and all(np.isfinite(r["total"]) for r in rows)
     text = (tmp_path / "run" / "train.prototxt").read_text()
-    assert ("DetectionLayer" in text) == (mode != "gt")
+    assert ('type: "DetectionOutput"' in text) == (mode != "gt")
     assert ("MixMajorFacesLayer" in text) == (mode == "mix")
 
 
@@ -119,7 +119,7 @@ def test_only_the_adjusted_train_nets_have_a_detection_pass():
         if spec_of(variant).stages:
             continue
         text = net_text(variant, gt, True)
-        assert "_det\"" not in text and "DetectionLayer" not in text and "fc6_box_w" not in text
+        assert "_det\"" not in text and "DetectionOutput" not in text and "fc6_box_w" not in text
         # a face source changes nothing in a variant without the adjustment
         detected = replace(NetConfig.small(), train_faces="detected")
         assert (net_text(variant, detected, True) == text) == (variant not in ("ad_loc", "ad_fuse"))

@@ -1,4 +1,4 @@
-"""``gpsnet build-nets``: writes the train/test prototxts and solvers of every variant in the full and the
+"""``gpsnet build-nets``: writes the train/test/deploy prototxts and solvers of every variant in the full and the
 small setting under prototxt/ (``--check``: only compares them with the builder's output)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from gpsnet.nets.config import named_setting
-from gpsnet.nets.prototxt import (NET_NAME_PREFIX, REPO_ROOT, net_text, snapshot_name, solver_file,
-                                  train_net_file)
+from gpsnet.nets.prototxt import (DEPLOY_FILE, NET_NAME_PREFIX, REPO_ROOT, deploy_text, net_text, snapshot_name,
+                                  solver_file, train_net_file)
 from gpsnet.nets.solver import SOLVER_HEADER, solver_text
 from gpsnet.nets.variants import VARIANTS, spec_of
 
@@ -28,6 +28,7 @@ def expected_files(out: Path = Path("prototxt")) -> dict[Path, str]:
                 files[d / solver_file(stage)] = solver_text(str(rel / train_net_file(stage)), str(snap),
                                                             st.schedule, st.max_iter)
             files[d / "test.prototxt"] = net_text(variant, st.cfg, False)
+            files[d / DEPLOY_FILE] = deploy_text(variant, st.cfg)
             files[d / "config.json"] = json.dumps(asdict(st.cfg), indent=1, sort_keys=True) + "\n"
     return files
 
@@ -50,10 +51,12 @@ def builder_file_name(path: Path) -> str | None:
                 own_net.exists() and builder_file_name(own_net) != own_net.name):
             return None
         return solver_file(stage)
-    name = re.match(rf'name: "{NET_NAME_PREFIX}{variant}_(?:(test)|train(?:_(\w+))?)"\n', text)
+    name = re.match(rf'name: "{NET_NAME_PREFIX}{variant}_(?:(test|deploy)|train(?:_(\w+))?)"\n', text)
     if not name:
         return None
-    return "test.prototxt" if name.group(1) else train_net_file(name.group(2))
+    if name.group(1):
+        return DEPLOY_FILE if name.group(1) == "deploy" else "test.prototxt"
+    return train_net_file(name.group(2))
 
 
 def written_by_builder(path: Path) -> bool:

@@ -159,7 +159,7 @@ def det_par_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str 
         n.mask_rois, n.mask_gt_index = python_layer(
             "proposal_target", "DetectionTargetLayer", n.person_rois, n.gt_persons, n.im_info, ntop=2,
             params=dict(max_mask_rois=cfg.max_mask_rois, seed=cfg.seed))
-        silence(n, "label_s8", "gt_faces", "person_scores", "face_rois", "face_scores")
+        silence(n, "label_s8", "gt_faces", "person_scores", "face_rois", "face_scores", "iteration")
         rois = n.mask_rois
     crop = cfg.feat_stride * (cfg.pooled - 1) + 1
     n.person_crop = L.RoIAlign(n.data, rois, roi_align_param=roi_align_param(crop, 1, 1, cfg.roi_aligned),
@@ -186,7 +186,7 @@ def ins_glo_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str 
         glob = aspp(n, GLOBAL_NET_PREFIX, glo_pool5, cfg, train)
         if train:
             n.loss_global = parse_loss(n, glob, n.label_s8, cfg)
-            silence(n, "gt_persons", "gt_faces", "gt_masks")
+            silence(n, "gt_persons", "gt_faces", "gt_masks", "iteration")
         else:
             n.global_prob = L.Softmax(glob)
     if stage in (None, "ins"):

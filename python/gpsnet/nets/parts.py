@@ -168,9 +168,29 @@ def roi_align(features, rois, pooled: int, cfg: NetConfig):
     return L.RoIAlign(features, rois, roi_align_param=roi_params(pooled, cfg), propagate_down=[True, False])
 
 
-def anchor_params(cfg: NetConfig) -> dict[str, Any]:
+def anchor_target_param(cfg: NetConfig) -> dict[str, Any]:
+    """``anchor_target_param`` of the C++ ``AnchorTarget`` layer (docs/layers.md)."""
+    return dict(feat_stride=cfg.feat_stride, anchor_size=list(cfg.anchor_sizes),
+                anchor_ratio=list(cfg.anchor_ratios), batch_size=cfg.rpn_batch, seed=cfg.seed)
+
+
+def proposal_param(cfg: NetConfig, train: bool) -> dict[str, Any]:
+    """``proposal_param`` of the C++ ``Proposal`` layer (train / test counts)."""
+    pre, post = (cfg.train_pre_nms, cfg.train_post_nms) if train else (cfg.test_pre_nms, cfg.test_post_nms)
     return dict(feat_stride=cfg.feat_stride, anchor_sizes=list(cfg.anchor_sizes),
-                anchor_ratios=list(cfg.anchor_ratios))
+                anchor_ratios=list(cfg.anchor_ratios), pre_nms_top_n=pre, post_nms_top_n=post,
+                nms_thresh=RPN_NMS, min_size=cfg.min_size)
+
+
+RPN_NMS: float = 0.7           # the proposals' NMS threshold (py-faster-rcnn)
+RPN_SMOOTH_L1_SIGMA: float = 3.0
+BOX_SMOOTH_L1_SIGMA: float = 1.0
+
+
+def smooth_l1_loss(pred, targets, inside, outside, sigma: float):
+    """The C++ ``SmoothL1Loss`` of box regression (gradient to the predictions only)."""
+    return L.SmoothL1Loss(pred, targets, inside, outside, smooth_l1_loss_param=dict(sigma=sigma), loss_weight=1,
+                          propagate_down=[True, False, False, False])
 
 
 def rpn(n, conv5_3, cfg: NetConfig, train: bool):
@@ -182,22 +202,16 @@ def rpn(n, conv5_3, cfg: NetConfig, train: bool):
     n.rpn_cls_score_reshape = L.Reshape(n.rpn_cls_score, shape=dict(dim=[0, 2, -1, 0]))
     if train:
         (n.rpn_labels, n.rpn_bbox_targets, n.rpn_bbox_inside_weights,
-         n.rpn_bbox_outside_weights) = python_layer(
-            "anchor_target", "AnchorTargetLayer", n.rpn_cls_score, n.gt_persons, n.gt_faces,
-            n.im_info, ntop=4,
-            params=dict(anchor_params(cfg), batch_size=cfg.rpn_batch, seed=cfg.seed))
+         n.rpn_bbox_outside_weights) = L.AnchorTarget(
+            n.rpn_cls_score, n.gt_persons, n.gt_faces, n.im_info, n.iteration, ntop=4,
+            anchor_target_param=anchor_target_param(cfg), propagate_down=[False] * 5)
         n.rpn_loss_cls = softmax_loss(n.rpn_cls_score_reshape, n.rpn_labels, ignore=-1)
-        n.rpn_loss_bbox = python_layer("smooth_l1_loss", "SmoothL1LossLayer", n.rpn_bbox_pred,
-                                       n.rpn_bbox_targets, n.rpn_bbox_inside_weights,
-                                       n.rpn_bbox_outside_weights, params=dict(sigma=3.0), loss_weight=1,
-                                       propagate_down=[True, False, False, False])
+        n.rpn_loss_bbox = smooth_l1_loss(n.rpn_bbox_pred, n.rpn_bbox_targets, n.rpn_bbox_inside_weights,
+                                         n.rpn_bbox_outside_weights, RPN_SMOOTH_L1_SIGMA)
     n.rpn_cls_prob = L.Softmax(n.rpn_cls_score_reshape)
     n.rpn_cls_prob_reshape = L.Reshape(n.rpn_cls_prob, shape=dict(dim=[0, 2 * a, -1, 0]))
-    pre, post = (cfg.train_pre_nms, cfg.train_post_nms) if train else (cfg.test_pre_nms, cfg.test_post_nms)
-    n.rpn_rois = python_layer("proposal", "ProposalLayer", n.rpn_cls_prob_reshape, n.rpn_bbox_pred,
-                              n.im_info, params=dict(anchor_params(cfg), pre_nms_top_n=pre,
-                              post_nms_top_n=post, nms_thresh=0.7,
-                              min_size=cfg.min_size))
+    n.rpn_rois = L.Proposal(n.rpn_cls_prob_reshape, n.rpn_bbox_pred, n.im_info,
+                            proposal_param=proposal_param(cfg, train), propagate_down=[False] * 3)
     return n.rpn_rois
 
 
@@ -238,9 +252,8 @@ def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True,
             n.mask_rois, n.mask_gt_index = tops[5:]
         cls_score, bbox_pred = box_head(n, conv5_3, n.rois, cfg, shared=shared_box_head)
         n.loss_cls = softmax_loss(cls_score, n.labels, ignore=-1)
-        n.loss_bbox = python_layer("smooth_l1_loss", "SmoothL1LossLayer", bbox_pred, n.bbox_targets,
-                                   n.bbox_inside_weights, n.bbox_outside_weights, params=dict(sigma=1.0),
-                                   loss_weight=1, propagate_down=[True, False, False, False])
+        n.loss_bbox = smooth_l1_loss(bbox_pred, n.bbox_targets, n.bbox_inside_weights, n.bbox_outside_weights,
+                                     BOX_SMOOTH_L1_SIGMA)
     else:
         cls_score, bbox_pred = box_head(n, conv5_3, rpn_rois, cfg)
         n.cls_prob = L.Softmax(cls_score)
@@ -249,10 +262,11 @@ def detector(n, conv5_3, cfg: NetConfig, train: bool, mask_outputs: bool = True,
 
 
 def detections(n, rois, cls_prob, bbox_pred, cfg: NetConfig, **kw):
-    """``DetectionLayer``: the box head's persons and faces (rois, scores of each), as at test."""
-    return python_layer("proposal", "DetectionLayer", rois, cls_prob, bbox_pred, n.im_info, ntop=4,
-                        params=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
-                        max_persons=cfg.max_persons, max_faces=cfg.max_persons), **kw)
+    """The C++ ``DetectionOutput``: the box head's persons and faces (rois, scores of each), as at test."""
+    return L.DetectionOutput(rois, cls_prob, bbox_pred, n.im_info, ntop=4,
+                             detection_output_param=dict(score_thresh=cfg.det_score_thresh, nms_thresh=cfg.det_nms,
+                                                         max_persons=cfg.max_persons, max_faces=cfg.max_persons),
+                             **kw)
 
 
 def major_faces(rois, faces, cfg: NetConfig, scores=None):
@@ -304,10 +318,10 @@ def data_inputs(n, cfg: NetConfig, train: bool) -> None:
                       scales=list(cfg.scales), mirror=True, mean_bgr=list(cfg.mean_bgr),
                       shuffle=True, seed=cfg.seed, prefetch=4, feat_stride=cfg.feat_stride)
         (n.data, n.im_info, n.label, n.label_s8, n.gt_persons, n.gt_faces,
-         n.gt_masks) = L.Python(python_param=dict(module="gpsnet.layers.data_layer",
-                                                  layer="GPSDataLayer",
-                                                  param_str=json.dumps(params, sort_keys=True)),
-                                ntop=7)
+         n.gt_masks, n.iteration) = L.Python(python_param=dict(module="gpsnet.layers.data_layer",
+                                                               layer="GPSDataLayer",
+                                                               param_str=json.dumps(params, sort_keys=True)),
+                                             ntop=8)
         n.silence_label = L.Silence(n.label, ntop=0)
     else:
         n.data = L.Input(shape=dict(dim=[1, 3, cfg.size, cfg.size]))

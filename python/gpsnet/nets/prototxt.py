@@ -19,6 +19,21 @@ def net_text(variant: str, cfg: NetConfig, train: bool, stage: str | None = None
     return str(proto)
 
 
+DEPLOY_FILE = "deploy.prototxt"
+
+
+def deploy_text(variant: str, cfg: NetConfig) -> str:
+    """A variant's deploy net (docs/deploy.md): its test net, of C++ layers only (no Python layer
+    module needed), named ``gpsnet_<variant>_deploy``; inputs ``data`` and ``im_info``."""
+    from gpsnet.nets.graphs import build
+    proto = build(variant, cfg, False)
+    python = [layer.name for layer in proto.layer if layer.type == "Python"]
+    if python:
+        raise ValueError(f"variant {variant}: the deploy net would hold Python layers {python}")
+    proto.name = f"{NET_NAME_PREFIX}{variant}_deploy"
+    return str(proto)
+
+
 def train_net_file(stage: str | None) -> str:
     """A variant's train prototxt's name in its folder (a stage's: ``train_<stage>.prototxt``)."""
     return f"train_{stage}.prototxt" if stage else "train.prototxt"
