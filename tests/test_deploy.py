@@ -40,7 +40,8 @@ def _no_python_env(tmp_path: Path) -> dict[str, str]:
     """An environment in which an embedded Python cannot start (PYTHONHOME points nowhere): a net that
     still held a Python layer would abort."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GLOG_"))}
-    return dict(env, PYTHONHOME=str(tmp_path / "no-python"), GLOG_minloglevel="1", OPENBLAS_NUM_THREADS="1")
+    return dict(env, PYTHONHOME=str(tmp_path / "no-python"), GLOG_logtostderr="1", GLOG_minloglevel="0",
+                OPENBLAS_NUM_THREADS="1")
 
 
 def test_every_variant_has_a_deploy_net_of_cpp_layers_only():

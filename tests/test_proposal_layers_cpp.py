@@ -421,27 +421,31 @@ text = sys.argv[1]
 with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
     f.write(text)
 net = caffe.Net(f.name, caffe.TEST)
+for item in sys.argv[2:]:   # BLOB=VALUE: an input filled with VALUE (the others stay 0)
+    blob, value = item.split("=")
+    net.blobs[blob].data[...] = float(value)
 net.forward()
 """
 
 
-@pytest.mark.parametrize("layer, shapes, param, message", [
+@pytest.mark.parametrize("layer, shapes, param, message, fill", [
     ("Proposal", [(1, 4, 3, 3), (1, 8, 3, 3), (1, 3)],
-     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 }", "object probabilities must have 2A = 2 channels"),
+     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 }", "object probabilities must have 2A = 2 channels", ""),
     ("Proposal", [(1, 2, 3, 3), (1, 4, 3, 3), (1, 3)],
-     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 nms_thresh: 1.5 }", "nms_thresh must lie in [0, 1]"),
+     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 nms_thresh: 1.5 }", "nms_thresh must lie in [0, 1]", ""),
     ("Proposal", [(1, 2, 3, 3), (1, 4, 3, 3), (1, 3)],
-     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 }", "im_info of image 0 must hold a finite height"),
-    ("DetectionOutput", [(4, 5), (4, 3), (4, 8), (1, 3)], "", "deltas must be 4 x 12"),
+     "proposal_param { anchor_sizes: 8 anchor_ratios: 1 }", "im_info of image 0 must hold a finite height", "b2=-1"),
+    ("DetectionOutput", [(4, 5), (4, 3), (4, 8), (1, 3)], "", "deltas must be 4 x 12", ""),
     ("DetectionOutput", [(4, 5), (4, 3), (4, 12), (1, 3)],
-     "detection_output_param { bbox_stds: 1 }", "bbox_stds must hold 4 values"),
+     "detection_output_param { bbox_stds: 1 }", "bbox_stds must hold 4 values", ""),
 ])
-def test_bad_input_names_what_is_wrong(layer, shapes, param, message):
+def test_bad_input_names_what_is_wrong(layer, shapes, param, message, fill):
     """Bad shapes, parameters or image sizes stop with a message naming the layer and the fault
-    (the Input blobs are zero: im_info of height 0)."""
+    (the Input blobs are zero, but those that ``fill`` names: im_info of height -1)."""
     text = "".join(_input(f"b{i}", s) for i, s in enumerate(shapes))
     text += (f'layer {{ name: "bad" type: "{layer}"' + "".join(f' bottom: "b{i}"' for i in range(len(shapes)))
              + "".join(f' top: "t{i}"' for i in range(2 if layer == "Proposal" else 3)) + f" {param} }}\n")
-    out = subprocess.run([sys.executable, "-c", BAD_NET, text], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", BAD_NET, text, *fill.split()], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode != 0
     assert "layer bad: " + message in out.stderr, out.stderr[-2000:]

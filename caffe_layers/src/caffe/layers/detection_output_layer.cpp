@@ -91,8 +91,8 @@ void DetectionOutputLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
   std::vector<int> image_rows, cand_rows, order, keep;
   for (int b = 0; b < num_images; ++b) {
     const double im_h = info[3 * b], im_w = info[3 * b + 1];
-    CHECK(std::isfinite(im_h) && std::isfinite(im_w) && im_h > 0 && im_w > 0) << "layer "
-        << name << ": im_info of image " << b << " must hold a finite height and width > 0, "
+    CHECK(std::isfinite(im_h) && std::isfinite(im_w) && im_h >= 0 && im_w >= 0) << "layer "
+        << name << ": im_info of image " << b << " must hold a finite height and width >= 0, "
         << "got " << im_h << " x " << im_w;
     image_rows.clear();
     for (int r = 0; r < num_rois; ++r) {

@@ -85,8 +85,8 @@ void ProposalLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
   std::vector<int> order, keep;
   for (int i = 0; i < num; ++i) {
     const double im_h = info[3 * i], im_w = info[3 * i + 1];
-    CHECK(std::isfinite(im_h) && std::isfinite(im_w) && im_h > 0 && im_w > 0) << "layer "
-        << name << ": im_info of image " << i << " must hold a finite height and width > 0, "
+    CHECK(std::isfinite(im_h) && std::isfinite(im_w) && im_h >= 0 && im_w >= 0) << "layer "
+        << name << ": im_info of image " << i << " must hold a finite height and width >= 0, "
         << "got " << im_h << " x " << im_w;
     boxes.clear();
     scores.clear();

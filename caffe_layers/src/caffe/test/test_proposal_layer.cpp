@@ -233,7 +233,7 @@ TEST_F(ProposalLayerDeathTest, TestBadShapesAndParams) {
   ProposalLayer<float> layer4(bad);
   EXPECT_DEATH(layer4.SetUp(bottom, top), "anchor_sizes must be finite and > 0");
   deltas.Reshape(Shape(1, 24, 2, 2));
-  info.mutable_cpu_data()[0] = 0;
+  info.mutable_cpu_data()[0] = -1;
   ProposalLayer<float> layer5(p);
   layer5.SetUp(bottom, top);
   EXPECT_DEATH(layer5.Forward(bottom, top), "im_info of image 0 must hold");
