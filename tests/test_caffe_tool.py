@@ -59,7 +59,7 @@ def test_caffe_train_committed_small_solver_stops_on_ctrl_c_with_a_snapshot(user
             proc.kill()
     text = log.read_text()
     assert rc == 0, text[-3000:]
-    assert "Optimization stopped early" in text
+    assert "Optimization stopped early" in text, text[-3000:]
     snaps = sorted((user_root / "snapshots" / "small" / "ad_fuse").glob("ad_fuse_iter_*.caffemodel"))
     assert snaps and snaps[0].stat().st_size > 0, text[-3000:]
     assert snaps[0].with_suffix(".solverstate").is_file()
