@@ -25,21 +25,34 @@ ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"rois": 16, "rpn_rois": 32, "mask_rois": 4}
 
 
-def caffe_net(setting: str, data_root: Path, tmp_path: Path):
-    cfg = named_setting(setting).cfg
-    text = train_mod.net_param_text("ad_fuse", cfg, True, None, None)
-    path = tmp_path / "train.prototxt"
-    path.write_text(train_mod.patch_data_layer(text, data_root, 0))
-    caffe.set_mode_cpu()
-    return caffe.Net(str(path), caffe.TRAIN), caffe_profile.net_layers(text)
+@pytest.fixture
+def caffe_net(data_root: Path, tmp_path: Path):
+    """``make(setting)``: the setting's Ad. Fuse train net in this process, and its layers; every net
+    made is closed at the test's end (its data layer's prefetch thread stopped), so that no thread of
+    it outlives the test."""
+    nets = []
+
+    def make(setting: str):
+        cfg = named_setting(setting).cfg
+        text = train_mod.net_param_text("ad_fuse", cfg, True, None, None)
+        path = tmp_path / f"train_{setting}.prototxt"
+        path.write_text(train_mod.patch_data_layer(text, data_root, 0))
+        caffe.set_mode_cpu()
+        nets.append(caffe.Net(str(path), caffe.TRAIN))
+        return nets[-1], caffe_profile.net_layers(text)
+
+    yield make
+    for net in nets:
+        train_mod.close_net(net)
+    nets.clear()
 
 
 @pytest.mark.parametrize("setting", ["tiny", "small", "full"])
-def test_the_twins_plan_is_the_caffe_net(setting, data_root, tmp_path):
+def test_the_twins_plan_is_the_caffe_net(setting, caffe_net):
     """Every learnable layer's parameter shapes and every conv's and pool's geometry of the plan
     (made from NetConfig apart from the net builder) equal the Caffe net's: a layer, channel count,
     kernel, dilation or pool stride off in the twin fails here, with or without torch."""
-    net, layers = caffe_net(setting, data_root, tmp_path)
+    net, layers = caffe_net(setting)
     s = named_setting(setting)
     plan = plan_mod.twin_plan(s.cfg, s.schedule, COUNTS)
     assert differences("shapes", caffe_profile.param_shapes(net, layers), plan_mod.param_shapes(plan)) == []
@@ -49,9 +62,9 @@ def test_the_twins_plan_is_the_caffe_net(setting, data_root, tmp_path):
     assert parts["other"] == 0 and all(parts[p] > 0 for p in plan_mod.PARTS)
 
 
-def test_a_twin_that_differs_is_reported(data_root, tmp_path):
+def test_a_twin_that_differs_is_reported(caffe_net):
     """The comparison sees a dilation (which changes no parameter shape) and a channel count."""
-    net, layers = caffe_net("tiny", data_root, tmp_path)
+    net, layers = caffe_net("tiny")
     s = named_setting("tiny")
     plan = plan_mod.twin_plan(s.cfg, s.schedule, COUNTS)
     bad = copy.deepcopy(plan)
