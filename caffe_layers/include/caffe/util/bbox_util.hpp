@@ -142,6 +142,13 @@ inline void BaseAnchors(const std::vector<double>& sizes, const std::vector<doub
   }
 }
 
+// The anchors' sizes and ratios (h / w) when a layer's parameters give none (py-faster-rcnn's;
+// AnchorTarget and Proposal alike).
+const double kDefaultAnchorSizes[] = {16, 32, 64, 128, 256, 512};
+const double kDefaultAnchorRatios[] = {1, 2, 3};
+const int kNumDefaultAnchorSizes = 6;
+const int kNumDefaultAnchorRatios = 3;
+
 // Anchor `a` (of the A base anchors) at feature cell (y, x) of a stride-`stride` map
 // (anchors.shifted_anchors): the base anchor shifted by (stride x, stride y).
 inline void ShiftedAnchor(const double* base, const int a, const int y, const int x,

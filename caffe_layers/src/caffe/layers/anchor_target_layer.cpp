@@ -131,12 +131,16 @@ void AnchorTargetLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
   CHECK_LE(p.feat_stride(), static_cast<unsigned int>(INT_MAX)) << "layer " << name
       << ": feat_stride too large";
   feat_stride_ = static_cast<int>(p.feat_stride());
-  const double kSizes[] = {16, 32, 64, 128, 256, 512};
-  const double kRatios[] = {1, 2, 3};
   std::vector<double> sizes(p.anchor_size().begin(), p.anchor_size().end());
   std::vector<double> ratios(p.anchor_ratio().begin(), p.anchor_ratio().end());
-  if (sizes.empty()) sizes.assign(kSizes, kSizes + 6);
-  if (ratios.empty()) ratios.assign(kRatios, kRatios + 3);
+  if (sizes.empty()) {
+    sizes.assign(bbox_util::kDefaultAnchorSizes,
+                 bbox_util::kDefaultAnchorSizes + bbox_util::kNumDefaultAnchorSizes);
+  }
+  if (ratios.empty()) {
+    ratios.assign(bbox_util::kDefaultAnchorRatios,
+                  bbox_util::kDefaultAnchorRatios + bbox_util::kNumDefaultAnchorRatios);
+  }
   for (size_t i = 0; i < sizes.size(); ++i) {
     CHECK(sizes[i] > 0 && std::isfinite(sizes[i])) << "layer " << name
         << ": anchor_size must be finite and > 0, got " << sizes[i];

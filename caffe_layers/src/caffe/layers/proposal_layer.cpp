@@ -29,15 +29,15 @@ void ProposalLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const ProposalParameter& p = this->layer_param_.proposal_param();
   const std::string& name = this->layer_param_.name();
-  static const double kSizes[] = {16, 32, 64, 128, 256, 512};
-  static const double kRatios[] = {1, 2, 3};
   CHECK_GT(p.feat_stride(), 0) << "layer " << name << ": feat_stride must be > 0";
   CHECK(p.nms_thresh() >= 0 && p.nms_thresh() <= 1) << "layer " << name
       << ": nms_thresh must lie in [0, 1], got " << p.nms_thresh();
   CHECK(std::isfinite(p.min_size()) && p.min_size() >= 0) << "layer " << name
       << ": min_size must be finite and >= 0, got " << p.min_size();
-  bbox_util::BaseAnchors(PositiveValues(p.anchor_sizes(), kSizes, 6, name, "anchor_sizes"),
-                         PositiveValues(p.anchor_ratios(), kRatios, 3, name, "anchor_ratios"),
+  bbox_util::BaseAnchors(PositiveValues(p.anchor_sizes(), bbox_util::kDefaultAnchorSizes,
+                                        bbox_util::kNumDefaultAnchorSizes, name, "anchor_sizes"),
+                         PositiveValues(p.anchor_ratios(), bbox_util::kDefaultAnchorRatios,
+                                        bbox_util::kNumDefaultAnchorRatios, name, "anchor_ratios"),
                          &base_anchors_);
   num_anchors_ = static_cast<int>(base_anchors_.size() / 4);
   feat_stride_ = p.feat_stride();
