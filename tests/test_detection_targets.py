@@ -24,6 +24,7 @@ def test_anchor_targets_labels_and_targets():
     np.testing.assert_allclose(bbox_transform_inv(anchors[fg], targets[fg]), np.repeat(gt, fg.size, 0),
                                atol=1e-4)
     assert (inside[fg] == 1).all() and (inside[labels != 1] == 0).all()
+    assert not targets[labels != 1].any()       # targets on the kept fg anchors only
     # anchors crossing the border are ignored
     outside = (anchors[:, 0] < 0) | (anchors[:, 2] > 65)
     assert (labels[outside] == -1).all()

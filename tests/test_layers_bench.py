@@ -20,3 +20,22 @@ def test_bench_layers_small_runs_on_cpu():
         assert f"{layer}" in out and "caffe (CPU)" in out
     assert out.count("numpy reference (CPU)") == 3
     assert "torchvision" in out
+
+
+def test_bench_detection_runs_and_checks_the_tops(tmp_path):
+    """scripts/bench_detection (tiny setting, 2 passes): every row, both sides timed, the C++ tops
+    consistent with the Python ones (exit 0), the JSON written; a bad --iters is refused."""
+    out_json = tmp_path / "det.json"
+    proc = subprocess.run([str(ROOT / "scripts" / "bench_detection"), "--setting", "tiny", "--iters", "2",
+                           "--json", str(out_json)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for row in ("anchor targets", "proposals", "RPN box loss", "all"):
+        assert f"| {row} |" in proc.stdout
+    import json
+    result = json.loads(out_json.read_text())
+    assert result["problems"] == [] and result["gt_boxes"] > 0
+    for row in result["ms"].values():
+        assert row["cpp"] > 0 and row["python"] > 0 and row["cpp_min"] <= row["cpp"]
+    bad = subprocess.run([str(ROOT / "scripts" / "bench_detection"), "--iters", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--iters must be >= 1" in bad.stderr

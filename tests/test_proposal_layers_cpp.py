@@ -137,6 +137,10 @@ PROPOSAL_CASES = [
          nms_thresh=f32(0.3), min_size=4.0),
     dict(feat_stride=8, anchor_sizes=[16], anchor_ratios=[1.0], pre_nms_top_n=40, post_nms_top_n=10,
          nms_thresh=0.5, min_size=0.0),
+    # most boxes under min_size: the layer decodes the best-scored anchors first and must look
+    # further down the order (its candidates grow) to find pre_nms_top_n valid ones
+    dict(feat_stride=8, anchor_sizes=[4, 8, 24], anchor_ratios=[1.0, 2.0], pre_nms_top_n=30, post_nms_top_n=0,
+         nms_thresh=f32(0.6), min_size=18.0),
 ]
 
 

@@ -43,8 +43,9 @@ def anchor_targets(anchors: np.ndarray, gt_boxes: np.ndarray, im_height: float, 
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RPN targets of one image.
 
-    Returns ``labels`` (N, values 1 fg / 0 bg / -1 ignore), ``targets`` (N x 4) and
-    ``inside_weights`` (N x 4, 1 on fg anchors). An anchor is fg when its IoU with some gt box is
+    Returns ``labels`` (N, values 1 fg / 0 bg / -1 ignore), ``targets`` (N x 4: the encoding onto
+    the best gt box on the kept fg anchors, 0 elsewhere, where the inside weights make the loss
+    ignore them) and ``inside_weights`` (N x 4, 1 on the kept fg anchors). An anchor is fg when its IoU with some gt box is
     >= ``positive_overlap`` or it is the best anchor of some gt box; bg when its best IoU is
     < ``negative_overlap``. Without gt boxes every inside anchor is a bg candidate.
     """
@@ -81,10 +82,10 @@ def anchor_targets(anchors: np.ndarray, gt_boxes: np.ndarray, im_height: float, 
     if bg.size > num_bg:
         lab[rng.choice(bg, bg.size - num_bg, replace=False)] = -1
     labels[inds_inside] = lab
-    if gt.shape[0] > 0:
-        t = bbox_transform(inner, gt[argmax]).astype(np.float32)
-        targets[inds_inside] = t
-        inside[inds_inside[lab == 1]] = 1.0
+    fg = lab == 1     # the kept fg anchors: only their targets are read (through the inside weights)
+    if gt.shape[0] > 0 and fg.any():
+        targets[inds_inside[fg]] = bbox_transform(inner[fg], gt[argmax[fg]]).astype(np.float32)
+        inside[inds_inside[fg]] = 1.0
     return labels, targets, inside
 
 

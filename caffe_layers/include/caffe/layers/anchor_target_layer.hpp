@@ -74,6 +74,8 @@ class AnchorTargetLayer : public Layer<Dtype> {
   int feat_stride_;
   std::vector<double> base_anchors_;  // A x 4
   int num_anchors_;                    // A
+  std::vector<double> anchors_;        // H x W x A x 4: the anchors of the last map (Reshape)
+  int anchors_height_, anchors_width_;  // that map's size (-1 before the first)
   double positive_overlap_, negative_overlap_, fg_fraction_, allowed_border_;
   int batch_size_;
   unsigned int seed_;

@@ -24,66 +24,106 @@ struct AnchorTargetConfig {
   int batch_size;
 };
 
-// Sets to -1 the labels of `drop` of the anchors in `candidates`, drawn uniformly without
-// replacement (a partial Fisher-Yates shuffle).
-void DropRandom(std::vector<int>* candidates, int drop, rng_t* gen, std::vector<double>* labels) {
+// Keeps `keep` of the anchors in `candidates`, drawn uniformly without replacement (a partial
+// Fisher-Yates shuffle of `keep` steps), and sets the labels of the others to -1.
+void KeepRandom(std::vector<int>* candidates, int keep, rng_t* gen, std::vector<double>* labels) {
   const int n = static_cast<int>(candidates->size());
-  for (int k = 0; k < drop; ++k) {
+  for (int k = 0; k < keep; ++k) {
     boost::uniform_int<int> pick(k, n - 1);
     std::swap((*candidates)[k], (*candidates)[pick(*gen)]);
-    (*labels)[(*candidates)[k]] = -1;
+  }
+  for (int k = keep; k < n; ++k) (*labels)[(*candidates)[k]] = -1;
+}
+
+// The anchors inside an image (allowed_border), as columns: their index j in the (y, x, a)
+// order and their coordinates and areas (BoxArea), so that the IoU loop reads them in sequence.
+struct InsideAnchors {
+  std::vector<int> index;
+  std::vector<double> x1, y1, x2, y2, area;
+  void Select(const std::vector<double>& anchors, double im_height, double im_width, double b) {
+    index.clear();
+    x1.clear(), y1.clear(), x2.clear(), y2.clear(), area.clear();
+    const int n = static_cast<int>(anchors.size() / 4);
+    for (int j = 0; j < n; ++j) {
+      const double* a = &anchors[4 * j];
+      if (a[0] >= -b && a[1] >= -b && a[2] <= im_width + b && a[3] <= im_height + b) {
+        index.push_back(j);
+        x1.push_back(a[0]), y1.push_back(a[1]), x2.push_back(a[2]), y2.push_back(a[3]);
+        area.push_back(bbox_util::BoxArea(a));
+      }
+    }
+  }
+};
+
+// IoU of every inside anchor with box g into ov[0..ni): bbox_util::BoxIoU's arithmetic, in the
+// same order of operations (so the same values, bit for bit), written without branches so that
+// the compiler vectorises it; a box g with a NaN coordinate overlaps nothing.
+void OverlapsWith(const InsideAnchors& in, const double* g, double* ov) {
+  const int ni = static_cast<int>(in.index.size());
+  if (bbox_util::BoxHasNaN(g)) {
+    std::fill(ov, ov + ni, 0.0);
+    return;
+  }
+  const double g_area = bbox_util::BoxArea(g);
+  const double* x1 = &in.x1[0];
+  const double* y1 = &in.y1[0];
+  const double* x2 = &in.x2[0];
+  const double* y2 = &in.y2[0];
+  const double* area = &in.area[0];
+  for (int j = 0; j < ni; ++j) {
+    const double iw = (x2[j] < g[2] ? x2[j] : g[2]) - (x1[j] > g[0] ? x1[j] : g[0]);
+    const double ih = (y2[j] < g[3] ? y2[j] : g[3]) - (y1[j] > g[1] ? y1[j] : g[1]);
+    const double inter = (iw > 0.0 && ih > 0.0) ? iw * ih : 0.0;
+    const double uni = area[j] + g_area - inter;
+    const double den = uni > bbox_util::kMinUnion ? uni : bbox_util::kMinUnion;
+    ov[j] = uni > 0.0 ? inter / den : 0.0;
   }
 }
 
-// The targets of one image (targets.anchor_targets): anchors N x 4, gt G x 4, all in double.
-// Fills labels (N: 1 fg, 0 bg, -1 ignore), targets (N x 4) and inside (N x 4); the outputs
-// come in holding -1, 0 and 0.
-void ImageTargets(const std::vector<double>& anchors, const std::vector<double>& gt,
-    double im_height, double im_width, const AnchorTargetConfig& cfg, rng_t* gen,
-    std::vector<double>* labels, std::vector<double>* targets, std::vector<double>* inside) {
-  const int n = static_cast<int>(anchors.size() / 4);
+// The targets of one image (targets.anchor_targets), written into the image's tops: gt G x 4
+// (double); labels_out A x cells (1 fg, 0 bg, -1 ignore), targets_out, inside_out and
+// outside_out 4A x cells, where anchor j = cell * A + a. The tops come in holding -1, 0, 0, 0.
+template <typename Dtype>
+void ImageTargets(const std::vector<double>& anchors, int num_anchors, int cells,
+    const std::vector<double>& gt, double im_height, double im_width,
+    const AnchorTargetConfig& cfg, rng_t* gen, InsideAnchors* in, std::vector<double>* ov,
+    Dtype* labels_out, Dtype* targets_out, Dtype* inside_out, Dtype* outside_out) {
   const int num_gt = static_cast<int>(gt.size() / 4);
-  const double b = cfg.allowed_border;
-  std::vector<int> inds;  // anchors inside the image
-  for (int j = 0; j < n; ++j) {
-    const double* a = &anchors[4 * j];
-    if (a[0] >= -b && a[1] >= -b && a[2] <= im_width + b && a[3] <= im_height + b) {
-      inds.push_back(j);
-    }
-  }
-  const int ni = static_cast<int>(inds.size());
+  in->Select(anchors, im_height, im_width, cfg.allowed_border);
+  const int ni = static_cast<int>(in->index.size());
   if (ni == 0) return;
   std::vector<double> lab(ni, -1);
   std::vector<int> argmax(ni, 0);
   if (num_gt == 0) {
     std::fill(lab.begin(), lab.end(), 0);
   } else {
-    std::vector<double> ov(static_cast<size_t>(ni) * num_gt);
-    std::vector<double> gt_max(num_gt, 0);
-    std::vector<double> max_ov(ni, 0);
-    for (int j = 0; j < ni; ++j) {
-      const double* a = &anchors[4 * inds[j]];
-      for (int k = 0; k < num_gt; ++k) {
-        const double o = bbox_util::BoxIoU(a, &gt[4 * k]);
-        ov[static_cast<size_t>(j) * num_gt + k] = o;
-        if (k == 0 || o > max_ov[j]) {
-          max_ov[j] = o;
+    // ov is G x ni (gt-major); max_ov / argmax per anchor and gt_max per gt box follow the
+    // reference's argmax and max: the first maximum wins.
+    ov->resize(static_cast<size_t>(num_gt) * ni);
+    std::vector<double> max_ov(ni, 0), gt_max(num_gt, 0);
+    for (int k = 0; k < num_gt; ++k) {
+      double* o = &(*ov)[static_cast<size_t>(k) * ni];
+      OverlapsWith(*in, &gt[4 * k], o);
+      double best = o[0];
+      for (int j = 0; j < ni; ++j) {
+        if (k == 0 || o[j] > max_ov[j]) {
+          max_ov[j] = o[j];
           argmax[j] = k;
         }
-        if (j == 0 || o > gt_max[k]) gt_max[k] = o;
+        best = o[j] > best ? o[j] : best;
       }
+      gt_max[k] = best;
     }
     for (int j = 0; j < ni; ++j) {
       if (max_ov[j] < cfg.negative_overlap) lab[j] = 0;
-    }
-    for (int j = 0; j < ni; ++j) {  // the best anchors of each gt box (ties: all of them)
-      for (int k = 0; k < num_gt; ++k) {
-        if (gt_max[k] > 0 && ov[static_cast<size_t>(j) * num_gt + k] == gt_max[k]) {
-          lab[j] = 1;
-          break;
-        }
-      }
       if (max_ov[j] >= cfg.positive_overlap) lab[j] = 1;
+    }
+    for (int k = 0; k < num_gt; ++k) {  // the best anchors of each gt box (ties: all of them)
+      if (!(gt_max[k] > 0)) continue;
+      const double* o = &(*ov)[static_cast<size_t>(k) * ni];
+      for (int j = 0; j < ni; ++j) {
+        if (o[j] == gt_max[k]) lab[j] = 1;
+      }
     }
   }
   const int num_fg = static_cast<int>(cfg.fg_fraction * cfg.batch_size);
@@ -92,19 +132,30 @@ void ImageTargets(const std::vector<double>& anchors, const std::vector<double>&
     if (lab[j] == 1) fg.push_back(j);
   }
   const int fg_size = static_cast<int>(fg.size());
-  if (fg_size > num_fg) DropRandom(&fg, fg_size - num_fg, gen, &lab);
+  if (fg_size > num_fg) KeepRandom(&fg, num_fg, gen, &lab);
   const int num_bg = cfg.batch_size - std::min(fg_size, num_fg);
   for (int j = 0; j < ni; ++j) {
     if (lab[j] == 0) bg.push_back(j);
   }
   const int bg_size = static_cast<int>(bg.size());
-  if (bg_size > num_bg) DropRandom(&bg, bg_size - num_bg, gen, &lab);
+  if (bg_size > num_bg) KeepRandom(&bg, std::max(num_bg, 0), gen, &lab);
+  int sampled = 0;
+  for (int j = 0; j < ni; ++j) sampled += lab[j] >= 0;
+  const Dtype outside = static_cast<Dtype>(1.0 / std::max(sampled, 1));
+  const int A = num_anchors;
   for (int j = 0; j < ni; ++j) {
-    const int i = inds[j];
-    (*labels)[i] = lab[j];
-    if (num_gt == 0) continue;
-    bbox_util::BoxEncode(&anchors[4 * i], &gt[4 * argmax[j]], &(*targets)[4 * i]);
-    if (lab[j] == 1) std::fill(inside->begin() + 4 * i, inside->begin() + 4 * i + 4, 1.0);
+    const int i = in->index[j];
+    const int c = i / A, a = i % A;
+    labels_out[a * cells + c] = static_cast<Dtype>(lab[j]);
+    if (lab[j] < 0) continue;
+    for (int k = 0; k < 4; ++k) outside_out[(4 * a + k) * cells + c] = outside;
+    if (lab[j] != 1) continue;  // targets and inside weights: fg anchors only
+    double delta[4];
+    bbox_util::BoxEncode(&anchors[4 * i], &gt[4 * argmax[j]], delta);
+    for (int k = 0; k < 4; ++k) {
+      targets_out[(4 * a + k) * cells + c] = static_cast<Dtype>(delta[k]);
+      inside_out[(4 * a + k) * cells + c] = Dtype(1);
+    }
   }
 }
 
@@ -165,6 +216,7 @@ void AnchorTargetLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
   batch_size_ = static_cast<int>(p.batch_size());
   seed_ = p.has_seed() ? p.seed() : caffe_rng_rand();
   forward_count_ = 0;
+  anchors_height_ = anchors_width_ = -1;
 }
 
 template <typename Dtype>
@@ -194,6 +246,19 @@ void AnchorTargetLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   shape[1] = 4 * num_anchors_;
   shape[2] = height;
   for (int i = 1; i < 4; ++i) top[i]->Reshape(shape);
+  if (height != anchors_height_ || width != anchors_width_) {  // the anchors of the map, once
+    anchors_.resize(4 * static_cast<size_t>(height) * width * num_anchors_);
+    for (int y = 0; y < height; ++y) {
+      for (int x = 0; x < width; ++x) {
+        for (int a = 0; a < num_anchors_; ++a) {
+          bbox_util::ShiftedAnchor(&base_anchors_[0], a, y, x, feat_stride_,
+                                   &anchors_[4 * ((y * width + x) * num_anchors_ + a)]);
+        }
+      }
+    }
+    anchors_height_ = height;
+    anchors_width_ = width;
+  }
 }
 
 template <typename Dtype>
@@ -223,15 +288,6 @@ void AnchorTargetLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   Caffe::RNG rng(PassSeed(pass));
   if (num == 0 || n == 0) return;
   rng_t* gen = static_cast<rng_t*>(rng.generator());
-  std::vector<double> anchors(4 * static_cast<size_t>(n));
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      for (int a = 0; a < A; ++a) {
-        bbox_util::ShiftedAnchor(&base_anchors_[0], a, y, x, feat_stride_,
-                                 &anchors[4 * ((y * width + x) * A + a)]);
-      }
-    }
-  }
   AnchorTargetConfig cfg;
   cfg.positive_overlap = positive_overlap_;
   cfg.negative_overlap = negative_overlap_;
@@ -239,35 +295,20 @@ void AnchorTargetLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   cfg.allowed_border = allowed_border_;
   cfg.batch_size = batch_size_;
   const Dtype* info = bottom[3]->cpu_data();
-  Dtype* top_labels = top[0]->mutable_cpu_data();
-  Dtype* top_maps[3] = {top[1]->mutable_cpu_data(), top[2]->mutable_cpu_data(),
-                        top[3]->mutable_cpu_data()};
-  std::vector<double> labels, targets, inside, gt;
+  caffe_set(top[0]->count(), Dtype(-1), top[0]->mutable_cpu_data());
+  for (int t = 1; t < 4; ++t) caffe_set(top[t]->count(), Dtype(0), top[t]->mutable_cpu_data());
+  std::vector<double> gt, ov;
+  InsideAnchors inside;
   for (int i = 0; i < num; ++i) {
     gt.clear();  // persons, then faces (the reference's order: argmax ties)
     GtOfImage(*bottom[1], i, &gt);
     GtOfImage(*bottom[2], i, &gt);
-    labels.assign(n, -1);
-    targets.assign(4 * static_cast<size_t>(n), 0);
-    inside.assign(4 * static_cast<size_t>(n), 0);
-    ImageTargets(anchors, gt, static_cast<double>(info[3 * i]),
-                 static_cast<double>(info[3 * i + 1]), cfg, gen, &labels, &targets, &inside);
-    int sampled = 0;
-    for (int j = 0; j < n; ++j) sampled += labels[j] >= 0;
-    const double outside = 1.0 / std::max(sampled, 1);
-    const std::vector<double>* maps[2] = {&targets, &inside};
-    Dtype* lab_out = top_labels + static_cast<size_t>(i) * n;
-    for (int c = 0; c < cells; ++c) {  // c = y * width + x; out layout A x H x W, 4A x H x W
-      for (int a = 0; a < A; ++a) {
-        const int j = c * A + a;
-        lab_out[a * cells + c] = static_cast<Dtype>(labels[j]);
-        for (int k = 0; k < 4; ++k) {
-          const size_t o = (static_cast<size_t>(i) * 4 * A + 4 * a + k) * cells + c;
-          for (int m = 0; m < 2; ++m) top_maps[m][o] = static_cast<Dtype>((*maps[m])[4 * j + k]);
-          top_maps[2][o] = labels[j] >= 0 ? static_cast<Dtype>(outside) : Dtype(0);
-        }
-      }
-    }
+    const size_t maps = static_cast<size_t>(i) * 4 * n;
+    ImageTargets(anchors_, A, cells, gt, static_cast<double>(info[3 * i]),
+                 static_cast<double>(info[3 * i + 1]), cfg, gen, &inside, &ov,
+                 top[0]->mutable_cpu_data() + static_cast<size_t>(i) * n,
+                 top[1]->mutable_cpu_data() + maps, top[2]->mutable_cpu_data() + maps,
+                 top[3]->mutable_cpu_data() + maps);
   }
 }
 

@@ -1,3 +1,6 @@
+#include <stdint.h>
+
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -81,34 +84,47 @@ void ProposalLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
   const Dtype* info = num > 0 ? bottom[2]->cpu_data() : NULL;
   const Dtype* prob = n > 0 ? bottom[0]->cpu_data() : NULL;
   const Dtype* pred = n > 0 ? bottom[1]->cpu_data() : NULL;
-  std::vector<double> boxes, scores, rows, out_scores;
+  std::vector<double> all_scores, boxes, scores, rows, out_scores;
   std::vector<int> order, keep;
   for (int i = 0; i < num; ++i) {
     const double im_h = info[3 * i], im_w = info[3 * i + 1];
     CHECK(std::isfinite(im_h) && std::isfinite(im_w) && im_h >= 0 && im_w >= 0) << "layer "
         << name << ": im_info of image " << i << " must hold a finite height and width >= 0, "
         << "got " << im_h << " x " << im_w;
-    boxes.clear();
-    scores.clear();
+    // The reference decodes every anchor, drops the boxes under min_size and keeps the
+    // pre_nms_top_n best of the rest. The same boxes, decoding only what is needed: the anchors
+    // by score (NmsOrderByScore's order, in which the reference's valid boxes also come), the
+    // first K of them decoded until pre_nms_top_n are valid; K grows when too few were.
     const Dtype* fg = prob + (2 * i + 1) * a * cells;   // channels A.. of image i
     const Dtype* d = pred + 4 * i * a * cells;
-    for (int y = 0; y < height; ++y) {
-      for (int x = 0; x < width; ++x) {
-        const int cell = y * width + x;
-        for (int k = 0; k < a; ++k) {
-          double anchor[4], delta[4], box[4];
-          bbox_util::ShiftedAnchor(&base_anchors_[0], k, y, x, feat_stride_, anchor);
-          for (int c = 0; c < 4; ++c) delta[c] = d[(4 * k + c) * cells + cell];
-          bbox_util::BoxDecode(anchor, delta, box);
-          bbox_util::BoxClip(box, im_h, im_w, bbox_util::kNetOffset);
-          if (!bbox_util::BoxAtLeast(box, min_size_)) continue;
-          boxes.insert(boxes.end(), box, box + 4);
-          scores.push_back(fg[k * cells + cell]);
-        }
+    all_scores.resize(n);
+    for (int cell = 0; cell < cells; ++cell) {
+      for (int k = 0; k < a; ++k) all_scores[cell * a + k] = fg[k * cells + cell];
+    }
+    const int pre = pre_nms_top_n_ > 0 ? pre_nms_top_n_ : n;
+    int candidates = static_cast<int>(std::min<int64_t>(n, 2 * static_cast<int64_t>(pre)));
+    for (;;) {
+      NmsOrderByScore(n, n ? &all_scores[0] : NULL, candidates, &order);
+      boxes.clear();
+      scores.clear();
+      for (size_t c = 0; c < order.size() && static_cast<int>(scores.size()) < pre; ++c) {
+        const int j = order[c], cell = j / a, k = j % a;
+        double anchor[4], delta[4], box[4];
+        bbox_util::ShiftedAnchor(&base_anchors_[0], k, cell / width, cell % width, feat_stride_,
+                                 anchor);
+        for (int q = 0; q < 4; ++q) delta[q] = d[(4 * k + q) * cells + cell];
+        bbox_util::BoxDecode(anchor, delta, box);
+        bbox_util::BoxClip(box, im_h, im_w, bbox_util::kNetOffset);
+        if (!bbox_util::BoxAtLeast(box, min_size_)) continue;
+        boxes.insert(boxes.end(), box, box + 4);
+        scores.push_back(all_scores[j]);
       }
+      if (static_cast<int>(scores.size()) >= pre || candidates >= n) break;
+      candidates = static_cast<int>(std::min<int64_t>(n, 4 * static_cast<int64_t>(candidates)));
     }
     const int valid = static_cast<int>(scores.size());
-    NmsOrderByScore(valid, valid ? &scores[0] : NULL, pre_nms_top_n_, &order);
+    order.resize(valid);  // the boxes are in visiting order already
+    for (int j = 0; j < valid; ++j) order[j] = j;
     NmsInOrder(valid ? &boxes[0] : NULL, order, nms_thresh_, post_nms_top_n_, gpu,
                &sorted_boxes_, &nms_mask_, &keep);
     for (size_t j = 0; j < keep.size(); ++j) {

@@ -28,9 +28,10 @@ void NmsOrderByScore(const int n, const T* scores, const int top_n, std::vector<
   order->resize(n);
   for (int i = 0; i < n; ++i) (*order)[i] = i;
   const ByDecreasingScore<T> cmp = {scores};
-  if (top_n > 0 && top_n < n) {
-    std::partial_sort(order->begin(), order->begin() + top_n, order->end(), cmp);
+  if (top_n > 0 && top_n < n) {  // a strict total order: the same as a full sort's first top_n
+    std::nth_element(order->begin(), order->begin() + top_n, order->end(), cmp);
     order->resize(top_n);
+    std::sort(order->begin(), order->end(), cmp);
   } else {
     std::sort(order->begin(), order->end(), cmp);
   }
