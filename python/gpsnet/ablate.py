@@ -40,6 +40,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (("AP0.5", "0.5"), ("AP0.6", "0.6"), ("AP
 CONTINUE = ("run the same gpsnet ablate command again to continue (finished runs are kept, an interrupted "
             "one resumes from its last snapshot)")
 POLL_S = 0.5   # how often --jobs N looks at its children
+# The paper's claims that the ablation tests (Tables 2-3): (better, worse) variants.
+PAPER_CLAIMS: tuple[tuple[str, str], ...] = (("ad_loc", "loc"), ("ad_fuse", "fuse"), ("fuse", "loc"),
+                                             ("ad_fuse", "ad_loc"), ("ad_fuse", "det_par"), ("ad_fuse", "ins_glo"))
+CLAIM_METRICS: tuple[str, ...] = ("avg.AP", "AP0.5")   # the paper's summary, and its strictest shown threshold
 
 
 class Interrupted(Exception):
@@ -218,6 +222,46 @@ def markdown(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict(better: dict[str, Any], worse: dict[str, Any], metric: str) -> str:
+    """Whether ``better`` beats ``worse`` on ``metric``: beyond the spread of the seeds (every seed of
+    one above every seed of the other), in the mean only (the seed ranges overlap), or not."""
+    mean_b, mean_w = better["mean"][metric], worse["mean"][metric]
+    if np.isnan(mean_b) or np.isnan(mean_w):
+        return "not measured"
+    if mean_b <= mean_w:
+        return "does not hold"
+    if better["seeds"] < 2 or worse["seeds"] < 2:
+        return "holds in the mean (one seed: no spread)"
+    if better["min"][metric] > worse["max"][metric]:
+        return "holds beyond the seeds' spread"
+    return "holds in the mean only (the seed ranges overlap)"
+
+
+def claims(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every claim of ``PAPER_CLAIMS`` whose two variants were run, on every ``CLAIM_METRICS``."""
+    out = []
+    for better, worse in PAPER_CLAIMS:
+        if better not in summary or worse not in summary:
+            continue
+        for metric in CLAIM_METRICS:
+            out.append({"claim": f"{spec_of(better).label} > {spec_of(worse).label}", "better": better,
+                        "worse": worse, "metric": metric, "mean_better": summary[better]["mean"][metric],
+                        "mean_worse": summary[worse]["mean"][metric],
+                        "verdict": verdict(summary[better], summary[worse], metric)})
+    return out
+
+
+def claims_markdown(checked: list[dict[str, Any]]) -> str:
+    """The claims as a table (empty when no claim's two variants were run)."""
+    if not checked:
+        return ""
+    lines = ["| the paper's claim | metric | ours (mean over the seeds) | at this budget |", "|---|---|---|---|"]
+    for c in checked:
+        lines.append(f"| {c['claim']} | {c['metric']} | {c['mean_better']:.2f} vs {c['mean_worse']:.2f} "
+                     f"| {c['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(summary: dict[str, dict[str, Any]], png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -270,13 +314,14 @@ def sweep(args: argparse.Namespace, argv: list[str]) -> tuple[list[tuple[str, in
         print(f"ablate: [{k}/{len(jobs)}] {variant} seed {seed}", flush=True)
         rows.setdefault(variant, []).append(run_one(variant, seed, args, root))
         summary = summarise(rows)
-        (args.out / "ablation.md").write_text(markdown(summary))
+        checked = claims(summary)
+        (args.out / "ablation.md").write_text(markdown(summary) + ("\n" + claims_markdown(checked) if checked else ""))
         (args.out / "ablation.json").write_text(json.dumps(
             {"setting": args.setting, "iters": args.iters, "lr": args.lr, "solver": args.solver,
              "lr_policy": args.lr_policy, "set": args.overrides or [], "seeds": sorted({s for _, s in jobs}),
              "pretrained": {"model": str(args.pretrained), "sha1": file_sha1(args.pretrained)}
              if args.pretrained else None,
-             "data": str(root), "split": args.split, "summary": summary}, indent=1) + "\n")
+             "data": str(root), "split": args.split, "summary": summary, "claims": checked}, indent=1) + "\n")
         bar_chart(summary, args.out / "ablation.png")
     return jobs, rows, t0
 
@@ -327,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as err:
         print(f"gpsnet ablate: {err}", file=sys.stderr)
         return 1
-    print(markdown(summarise(rows)))
+    summary = summarise(rows)
+    print(markdown(summary))
+    if claims(summary):
+        print(claims_markdown(claims(summary)))
     print(f"ablate: {len(jobs)} run(s) in {time.time() - t0:.0f}s; table {args.out / 'ablation.md'}, "
           f"chart {args.out / 'ablation.png'}")
     return 0
