@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("caffe")
 
 NET = """
+force_backward: true
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 8 dim: 64 dim: 64 } } }
 layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 6 dim: 5 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
@@ -25,8 +26,8 @@ layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
 layer { name: "pool" type: "Pooling" bottom: "bn" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 } }
 layer { name: "align" type: "RoIAlign" bottom: "pool" bottom: "rois" top: "align" propagate_down: true propagate_down: false
         roi_align_param { pooled_h: 7 pooled_w: 7 spatial_scale: 1 sampling_ratio: 2 } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "align" bottom: "target" top: "loss" }
 layer { name: "target" type: "Input" top: "target" input_param { shape { dim: 6 dim: 16 dim: 7 dim: 7 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "align" bottom: "target" top: "loss" }
 """
 
 RUN = r"""
@@ -66,6 +67,9 @@ def test_libcaffe_is_linked_with_openmp():
     lib = Path(caffe.__file__).resolve().parent / "_caffe.so"
     out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True).stdout
     assert "libgomp" in out, out
+    # OpenBLAS's OpenMP build (one thread pool with the layers'), not the pthreads one
+    blas = [line for line in out.splitlines() if "libopenblas.so.0" in line]
+    assert blas and "openblas-openmp" in blas[0], out
 
 
 def test_one_and_two_threads_give_the_same_bits(tmp_path):
