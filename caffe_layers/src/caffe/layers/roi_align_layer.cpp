@@ -40,9 +40,16 @@ template int CheckRoIsShape(const Blob<double>&, int, const std::string&, const 
 template void CheckRoIsBatchIndex(const Blob<float>&, int, const std::string&);
 template void CheckRoIsBatchIndex(const Blob<double>&, int, const std::string&);
 
+// CPU threads (OpenMP, docs/fork.md "CPU threads"): the forward pass splits the RoIs (each writes
+// its own top rows); the backward pass splits the channels, and each thread adds the RoIs of its
+// channels in RoI order, the single-threaded order, so that the result is the same bit for bit
+// with any number of threads.
 template <typename Dtype>
 void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* top) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
   for (int n = 0; n < num_rois; ++n) {
     const Dtype* roi = rois + 5 * n;
     const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
@@ -63,17 +70,22 @@ void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width
 template <typename Dtype>
 void RoIAlignBackwardCPU(const Dtype* top_diff, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* bottom_diff) {
+  std::vector<roi_util::RoIGrid<Dtype> > grids(num_rois);
   for (int n = 0; n < num_rois; ++n) {
-    const Dtype* roi = rois + 5 * n;
-    const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
-        Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
-    Dtype* image = bottom_diff + static_cast<int>(roi[0]) * channels * height * width;
-    for (int ch = 0; ch < channels; ++ch) {
-      Dtype* plane = image + ch * height * width;
+    grids[n] = roi_util::roi_grid<Dtype>(rois + 5 * n + 1, Dtype(c.spatial_scale), c.pooled_h,
+                                         c.pooled_w, c.sampling_ratio, c.aligned);
+  }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int ch = 0; ch < channels; ++ch) {
+    for (int n = 0; n < num_rois; ++n) {
+      const int image = static_cast<int>(rois[5 * n]);
+      Dtype* plane = bottom_diff + (image * channels + ch) * height * width;
       const Dtype* tdiff = top_diff + (n * channels + ch) * c.pooled_h * c.pooled_w;
       for (int ph = 0; ph < c.pooled_h; ++ph) {
         for (int pw = 0; pw < c.pooled_w; ++pw) {
-          roi_util::roi_align_bin_backward(plane, height, width, g, ph, pw,
+          roi_util::roi_align_bin_backward(plane, height, width, grids[n], ph, pw,
               tdiff[ph * c.pooled_w + pw], roi_util::HostAdder());
         }
       }
