@@ -75,3 +75,44 @@ def test_sha1_printed_and_recognised(model, tmp_path, capsys, monkeypatch):
     card.write_text(card.read_text().replace("sha1: ", "sha1: 12345"))
     with pytest.raises(ValueError, match="mine.md: sha1 '12345' is not 40 hex digits"):
         known_models(cards)
+
+
+# ---------------------------------------------------------------------- the best small GPSNet (issue 19)
+GPSNET_SMALL = MODELS_DIR / "gpsnet_small" / "gpsnet_small.caffemodel"
+
+
+def _front_matter(card: Path) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in card.read_text().split("---")[1].strip().splitlines())
+
+
+def test_the_committed_gpsnet_small_matches_its_card():
+    front = _front_matter(GPSNET_SMALL.parent / "readme.md")
+    assert front["caffemodel"] == GPSNET_SMALL.name
+    assert front["sha1"] == model_sha1(GPSNET_SMALL), "the committed model is not the one its card describes"
+    assert any(m.caffemodel == GPSNET_SMALL.name and m.sha1 == front["sha1"] for m in known_models())
+
+
+@pytest.mark.slow
+def test_gpsnet_eval_reproduces_the_card(tmp_path):
+    """gpsnet eval of the committed model on the demo's test split gives the card's table."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from gpsnet.train import ensure_synthetic
+
+    root = ensure_synthetic(None, 192, 600, 0)
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "gpsnet.cli", "eval", "--variant", "ad_fuse", "--small",
+                           "--weights", str(GPSNET_SMALL), "--data", str(root), "--split", "test", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    card = (GPSNET_SMALL.parent / "readme.md").read_text()
+    row = re.search(r"\n\| AP0\.1 \|.*\n\|[-| ]+\n\| (.+) \|\n", card).group(1).split(" | ")
+    expected = dict(zip(["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "avg"], map(float, row)))
+    assert result["num_images"] == 120
+    for t in ("0.3", "0.5", "0.6"):
+        assert abs(100 * result["AP"][t] - expected[t]) < 0.5, (t, result["AP"][t])
+    assert abs(100 * result["avg_AP"] - expected["avg"]) < 0.5, result["avg_AP"]
