@@ -47,18 +47,34 @@ GPSNET_HOST_DEVICE inline bool BoxHasNaN(const Dtype* b) {
   return b[0] != b[0] || b[1] != b[1] || b[2] != b[2] || b[3] != b[3];
 }
 
+// Length of the overlap of [a_lo, a_hi] and [b_lo, b_hi]; negative where they are apart.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline Dtype OverlapExtent(Dtype a_lo, Dtype a_hi, Dtype b_lo, Dtype b_hi) {
+  return (a_hi < b_hi ? a_hi : b_hi) - (a_lo > b_lo ? a_lo : b_lo);
+}
+
+// IoU of two boxes from their overlap extents iw, ih (OverlapExtent) and their areas
+// (BoxArea): 0 where the union is empty or not a number. Written without early returns, so that
+// a loop over boxes held as columns vectorises.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline Dtype IoUOfExtents(Dtype iw, Dtype ih, Dtype area_a, Dtype area_b) {
+  const Dtype inter = (iw > Dtype(0) && ih > Dtype(0)) ? iw * ih : Dtype(0);
+  const Dtype uni = area_a + area_b - inter;
+  const Dtype den = uni > Dtype(kMinUnion) ? uni : Dtype(kMinUnion);
+  return uni > Dtype(0) ? inter / den : Dtype(0);
+}
+
 // Intersection over union of two boxes; 0 where the union is empty or not a number (as
 // boxes.bbox_overlaps and boxes.nms, whose NaN union fails `union > 0`): a box with a NaN
 // coordinate overlaps nothing.
+//
+// Its arithmetic is IoUOfExtents on the boxes' overlap extents and areas: code that holds boxes
+// as columns (AnchorTarget's IoU loop) calls that directly and gets the same values, bit for bit.
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline Dtype BoxIoU(const Dtype* a, const Dtype* b) {
   if (BoxHasNaN(a) || BoxHasNaN(b)) return Dtype(0);
-  const Dtype iw = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
-  const Dtype ih = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
-  const Dtype inter = (iw > Dtype(0) && ih > Dtype(0)) ? iw * ih : Dtype(0);
-  const Dtype uni = BoxArea(a) + BoxArea(b) - inter;
-  if (!(uni > Dtype(0))) return Dtype(0);
-  return inter / (uni > Dtype(kMinUnion) ? uni : Dtype(kMinUnion));
+  return IoUOfExtents(OverlapExtent(a[0], a[2], b[0], b[2]), OverlapExtent(a[1], a[3], b[1], b[3]),
+                      BoxArea(a), BoxArea(b));
 }
 
 // Regression targets (dx, dy, dw, dh) that map box `ex` onto box `gt` (boxes.bbox_transform).

@@ -55,9 +55,9 @@ struct InsideAnchors {
   }
 };
 
-// IoU of every inside anchor with box g into ov[0..ni): bbox_util::BoxIoU's arithmetic, in the
-// same order of operations (so the same values, bit for bit), written without branches so that
-// the compiler vectorises it; a box g with a NaN coordinate overlaps nothing.
+// IoU of every inside anchor with box g into ov[0..ni): bbox_util::BoxIoU's own arithmetic
+// (IoUOfExtents, so the same values, bit for bit) over the columns, which the compiler
+// vectorises; a box g with a NaN coordinate overlaps nothing.
 void OverlapsWith(const InsideAnchors& in, const double* g, double* ov) {
   const int ni = static_cast<int>(in.index.size());
   if (bbox_util::BoxHasNaN(g)) {
@@ -71,12 +71,9 @@ void OverlapsWith(const InsideAnchors& in, const double* g, double* ov) {
   const double* y2 = &in.y2[0];
   const double* area = &in.area[0];
   for (int j = 0; j < ni; ++j) {
-    const double iw = (x2[j] < g[2] ? x2[j] : g[2]) - (x1[j] > g[0] ? x1[j] : g[0]);
-    const double ih = (y2[j] < g[3] ? y2[j] : g[3]) - (y1[j] > g[1] ? y1[j] : g[1]);
-    const double inter = (iw > 0.0 && ih > 0.0) ? iw * ih : 0.0;
-    const double uni = area[j] + g_area - inter;
-    const double den = uni > bbox_util::kMinUnion ? uni : bbox_util::kMinUnion;
-    ov[j] = uni > 0.0 ? inter / den : 0.0;
+    ov[j] = bbox_util::IoUOfExtents(bbox_util::OverlapExtent(x1[j], x2[j], g[0], g[2]),
+                                    bbox_util::OverlapExtent(y1[j], y2[j], g[1], g[3]),
+                                    area[j], g_area);
   }
 }
 
@@ -138,7 +135,7 @@ void ImageTargets(const std::vector<double>& anchors, int num_anchors, int cells
     if (lab[j] == 0) bg.push_back(j);
   }
   const int bg_size = static_cast<int>(bg.size());
-  if (bg_size > num_bg) KeepRandom(&bg, std::max(num_bg, 0), gen, &lab);
+  if (bg_size > num_bg) KeepRandom(&bg, num_bg, gen, &lab);
   int sampled = 0;
   for (int j = 0; j < ni; ++j) sampled += lab[j] >= 0;
   const Dtype outside = static_cast<Dtype>(1.0 / std::max(sampled, 1));
