@@ -20,17 +20,12 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet.data.batch import BatchParams, make_batch  # noqa: E402
 from gpsnet.data.layout import GPSDataset  # noqa: E402
-from gpsnet.reference.nets import text_net  # noqa: E402
+from gpsnet.reference.nets import input_layer, text_net  # noqa: E402
 
 TOPS = ("labels", "targets", "inside", "outside")
 BOTTOMS = ("score", "gt_persons", "gt_faces", "im_info")
 SIZES, RATIOS = [8.0, 16.0, 32.0], [1.0, 2.0]
 A = len(SIZES) * len(RATIOS)
-
-
-def _input(name: str, shape) -> str:
-    dims = " ".join(f"dim: {int(d)}" for d in shape)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
 
 
 def _set(net, name: str, arr) -> None:
@@ -95,8 +90,8 @@ def _py_anchor_target(prefix: str, cfg: dict) -> str:
 def anchor_target_net(shape, cfg: dict, seed: int | None = 0, python: bool = True):
     """Inputs score (shape), gt_persons, gt_faces, im_info; the C++ layer (tops c_labels, ...)
     and, with python, the Python layer (tops py_labels, ...) on the same bottoms."""
-    text = (_input("score", shape) + _input("gt_persons", (1, 5)) + _input("gt_faces", (1, 5))
-            + _input("im_info", (shape[0], 3)) + _cpp_anchor_target("c_", cfg, seed))
+    text = (input_layer("score", shape) + input_layer("gt_persons", (1, 5)) + input_layer("gt_faces", (1, 5))
+            + input_layer("im_info", (shape[0], 3)) + _cpp_anchor_target("c_", cfg, seed))
     if python:
         text += _py_anchor_target("py_", cfg)
     return text_net(text)
@@ -286,7 +281,7 @@ def test_anchor_target_seed_rule():
 # --------------------------------------------------------------------------- SmoothL1Loss
 def smooth_l1_net(shape, sigma: float, outside: bool, python: bool):
     names = ["pred", "target", "inside"] + (["outside"] if outside else [])
-    text = "force_backward: true\n" + "".join(_input(n, shape) for n in names)
+    text = "force_backward: true\n" + "".join(input_layer(n, shape) for n in names)
     bottoms = " ".join(f'bottom: "{n}"' for n in names)
     prop = " ".join("propagate_down: " + ("true" if i == 0 else "false") for i in range(len(names)))
     if python:
@@ -366,7 +361,7 @@ BAD = [
 @pytest.mark.parametrize("layer,shapes,params,message", BAD)
 def test_bad_inputs_stop_with_a_clear_message(layer, shapes, params, message):
     """A CHECK failure aborts the process: the net is made in a child, whose log names the fault."""
-    bottoms = "".join(_input(f"b{i}", s) for i, s in enumerate(shapes))
+    bottoms = "".join(input_layer(f"b{i}", s) for i, s in enumerate(shapes))
     tops = 1 if layer == "SmoothL1Loss" else 4
     text = (bottoms + f'layer {{ name: "bad" type: "{layer}" '
             + " ".join(f'bottom: "b{i}"' for i in range(len(shapes)))

@@ -28,6 +28,7 @@ from gpsnet.detection.anchors import base_anchors, shifted_anchors  # noqa: E402
 from gpsnet.detection.boxes import bbox_overlaps, bbox_transform, bbox_transform_inv, clip_boxes  # noqa: E402
 from gpsnet.detection.targets import BBOX_STDS, DetectConfig, ProposalConfig, propose  # noqa: E402
 from gpsnet.nets.config import DEFAULT_CONFIG  # noqa: E402
+from gpsnet.reference.nets import input_layer, param_fields  # noqa: E402
 
 
 def f32(v: float) -> float:
@@ -35,28 +36,15 @@ def f32(v: float) -> float:
     return float(np.float32(v))
 
 
-def _input(name: str, shape) -> str:
-    dims = " ".join(f"dim: {int(d)}" for d in shape)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
-
-
-def _proto_fields(params: dict) -> str:
-    out = []
-    for k, v in params.items():
-        for x in (v if isinstance(v, (list, tuple)) else [v]):
-            out.append(f"{k}: {x!r}")
-    return " ".join(out)
-
-
 def _layers_net(cpp_type: str, param_field: str, py_layer: str, shapes, tops: int, params: dict,
                 python: bool = True):
     """Inputs b0.. of `shapes`; the C++ layer (tops c0..) and, with `python`, the Python layer
     (tops p0..) on them with the same parameters."""
-    text = "".join(_input(f"b{i}", s) for i, s in enumerate(shapes))
+    text = "".join(input_layer(f"b{i}", s) for i, s in enumerate(shapes))
     bottoms = "".join(f' bottom: "b{i}"' for i in range(len(shapes)))
     text += (f'layer {{ name: "cpp" type: "{cpp_type}"{bottoms}'
              + "".join(f' top: "c{i}"' for i in range(tops))
-             + f" {param_field} {{ {_proto_fields(params)} }} }}\n")
+             + f" {param_field} {{ {param_fields(params)} }} }}\n")
     if python:
         text += (f'layer {{ name: "py" type: "Python"{bottoms}' + "".join(f' top: "p{i}"' for i in range(tops))
                  + f' python_param {{ module: "gpsnet.layers.proposal" layer: "{py_layer}" '
@@ -446,7 +434,7 @@ net.forward()
 def test_bad_input_names_what_is_wrong(layer, shapes, param, message, fill):
     """Bad shapes, parameters or image sizes stop with a message naming the layer and the fault
     (the Input blobs are zero, but those that ``fill`` names: im_info of height -1)."""
-    text = "".join(_input(f"b{i}", s) for i, s in enumerate(shapes))
+    text = "".join(input_layer(f"b{i}", s) for i, s in enumerate(shapes))
     text += (f'layer {{ name: "bad" type: "{layer}"' + "".join(f' bottom: "b{i}"' for i in range(len(shapes)))
              + "".join(f' top: "t{i}"' for i in range(2 if layer == "Proposal" else 3)) + f" {param} }}\n")
     out = subprocess.run([sys.executable, "-c", BAD_NET, text, *fill.split()], capture_output=True, text=True,

@@ -9,16 +9,13 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors  # noqa: E402
 from gpsnet.detection.targets import mask_targets  # noqa: E402
+from gpsnet.reference.nets import input_layer  # noqa: E402
 
 
 def _net(text: str):
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(text)
     return caffe.Net(f.name, caffe.TEST)
-
-
-def _input(name: str, *dims: int) -> str:
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {" ".join(f"dim: {d}" for d in dims)} }} }} }}\n'
 
 
 def _python(name, module, layer, bottoms, tops, params, extra=""):
@@ -34,8 +31,8 @@ SIZES, RATIOS = [8, 16], [1.0, 2.0]
 def test_anchor_target_and_proposal_layers():
     a = len(SIZES) * len(RATIOS)
     p = dict(feat_stride=8, anchor_sizes=SIZES, anchor_ratios=RATIOS)
-    text = (_input("score", 2, 2 * a, 9, 9) + _input("gt_persons", 2, 5) + _input("gt_faces", 1, 5)
-            + _input("im_info", 2, 3) + _input("bbox", 2, 4 * a, 9, 9)
+    text = (input_layer("score", (2, 2 * a, 9, 9)) + input_layer("gt_persons", (2, 5)) + input_layer("gt_faces", (1, 5))
+            + input_layer("im_info", (2, 3)) + input_layer("bbox", (2, 4 * a, 9, 9))
             + _python("at", "anchor_target", "AnchorTargetLayer", ["score", "gt_persons", "gt_faces", "im_info"],
                       ["labels", "targets", "inside", "outside"], dict(p, batch_size=32))
             + _python("prop", "proposal", "ProposalLayer", ["score", "bbox", "im_info"], ["rois", "scores"],
@@ -71,8 +68,8 @@ def test_anchor_target_and_proposal_layers():
 
 
 def test_proposal_target_and_mask_target_layers():
-    text = (_input("rpn_rois", 3, 5) + _input("gt_persons", 2, 5) + _input("gt_faces", 0, 5)
-            + _input("im_info", 1, 3) + _input("gt_masks", 2, 1, 33, 33)
+    text = (input_layer("rpn_rois", (3, 5)) + input_layer("gt_persons", (2, 5)) + input_layer("gt_faces", (0, 5))
+            + input_layer("im_info", (1, 3)) + input_layer("gt_masks", (2, 1, 33, 33))
             + _python("pt", "proposal_target", "ProposalTargetLayer", ["rpn_rois", "gt_persons", "gt_faces", "im_info"],
                       ["rois", "labels", "t", "iw", "ow", "mask_rois", "mask_gt_index"], dict(batch_size=8, seed=1))
             + _python("mt", "mask_target", "MaskTargetLayer", ["mask_rois", "mask_gt_index", "gt_masks"],
@@ -96,7 +93,7 @@ def test_proposal_target_and_mask_target_layers():
 
 
 def test_smooth_l1_loss_layer_value_and_gradient():
-    text = (_input("p", 3, 4) + _input("t", 3, 4) + _input("w", 3, 4)
+    text = (input_layer("p", (3, 4)) + input_layer("t", (3, 4)) + input_layer("w", (3, 4))
             + _python("l", "smooth_l1_loss", "SmoothL1LossLayer", ["p", "t", "w"], ["loss"], dict(sigma=1.0),
                       extra="loss_weight: 1 propagate_down: true propagate_down: false propagate_down: false"))
     net = _net(text.replace('layer { name: "p" type: "Input"', 'force_backward: true\nlayer { name: "p" type: "Input"'))
@@ -116,7 +113,7 @@ def test_smooth_l1_loss_layer_value_and_gradient():
 
 
 def test_bad_param_str_names_the_layer():
-    text = _input("rpn_rois", 1, 5) + _input("g", 1, 5) + _input("f", 0, 5) + _input("i", 1, 3) + _python(
+    text = input_layer("rpn_rois", (1, 5)) + input_layer("g", (1, 5)) + input_layer("f", (0, 5)) + input_layer("i", (1, 3)) + _python(
         "pt", "proposal_target", "ProposalTargetLayer", ["rpn_rois", "g", "f", "i"],
         ["a", "b", "c", "d", "e"], dict(bogus=1))
     with pytest.raises(Exception):

@@ -28,25 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from gpsnet.reference.nets import input_layer, param_fields
+
 LAYERS: tuple[tuple[str, str, str], ...] = (
     # (what, C++ layer name, Python layer name) in the net below
     ("anchor targets", "c_at", "py_at"),
     ("proposals", "c_prop", "py_prop"),
     ("RPN box loss", "c_l1", "py_l1"),
 )
-
-
-def _fields(params: dict[str, Any]) -> str:
-    out = []
-    for k, v in params.items():
-        for x in (v if isinstance(v, (list, tuple)) else [v]):
-            out.append(f"{k}: {x!r}")
-    return " ".join(out)
-
-
-def _input(name: str, shape) -> str:
-    dims = " ".join(f"dim: {int(d)}" for d in shape)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}\n'
 
 
 def _python(name: str, module: str, layer: str, bottoms, tops, params: dict[str, Any], loss: bool = False) -> str:
@@ -65,19 +54,19 @@ def bench_net_text(cfg, shape: tuple[int, int, int, int]) -> str:
     at, prop = anchor_target_param(cfg), proposal_param(cfg, train=True)
     py_at = dict(feat_stride=at["feat_stride"], anchor_sizes=at["anchor_size"], anchor_ratios=at["anchor_ratio"],
                  batch_size=at["batch_size"], seed=at["seed"])
-    text = (_input("score", shape) + _input("prob", shape) + _input("deltas", (num, 2 * a2, h, w))
-            + _input("gt_persons", (1, 5)) + _input("gt_faces", (1, 5)) + _input("im_info", (num, 3)))
+    text = (input_layer("score", shape) + input_layer("prob", shape) + input_layer("deltas", (num, 2 * a2, h, w))
+            + input_layer("gt_persons", (1, 5)) + input_layer("gt_faces", (1, 5)) + input_layer("im_info", (num, 3)))
     bottoms = ("score", "gt_persons", "gt_faces", "im_info")
     for prefix in ("c_", "py_"):
         tops = [prefix + t for t in ("labels", "targets", "inside", "outside")]
         if prefix == "c_":
             text += ('layer { name: "c_at" type: "AnchorTarget" ' + " ".join(f'bottom: "{x}"' for x in bottoms)
                      + " " + " ".join(f'top: "{x}"' for x in tops)
-                     + f" anchor_target_param {{ {_fields(at)} }} }}\n")
+                     + f" anchor_target_param {{ {param_fields(at)} }} }}\n")
         else:
             text += _python("py_at", "gpsnet.layers.anchor_target", "AnchorTargetLayer", bottoms, tops, py_at)
     text += ('layer { name: "c_prop" type: "Proposal" bottom: "prob" bottom: "deltas" bottom: "im_info" '
-             f'top: "c_rois" top: "c_scores" proposal_param {{ {_fields(prop)} }} }}\n')
+             f'top: "c_rois" top: "c_scores" proposal_param {{ {param_fields(prop)} }} }}\n')
     text += _python("py_prop", "gpsnet.layers.proposal", "ProposalLayer", ("prob", "deltas", "im_info"),
                     ("py_rois", "py_scores"), prop)
     loss_bottoms = ("deltas", "c_targets", "c_inside", "c_outside")

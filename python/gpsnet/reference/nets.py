@@ -12,21 +12,36 @@ def _fmt(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def param_fields(params: Mapping | None) -> str:
+    """The body of a layer's parameter message in prototxt text: `key: value` per field, a list
+    value repeated as a repeated field; bools as true/false, floats by repr, the rest (ints,
+    enum names) as they print."""
+    out = []
+    for key, value in (params or {}).items():
+        for x in (value if isinstance(value, (list, tuple)) else [value]):
+            out.append(f"{key}: {_fmt(x)}")
+    return " ".join(out)
+
+
+def input_layer(name: str, shape: Sequence[int], top: str | None = None) -> str:
+    """One Input layer (a prototxt line) whose top (`name` unless given) has `shape`."""
+    dims = " ".join(f"dim: {int(d)}" for d in shape)
+    return (f'layer {{ name: "{name}" type: "Input" top: "{top or name}" '
+            f"input_param {{ shape {{ {dims} }} }} }}\n")
+
+
 def layer_prototxt(layer_type: str, bottom_shapes: Sequence[Sequence[int]], num_tops: int,
                    param_field: str | None = None, params: Mapping | None = None) -> str:
     """A net with one Input layer per bottom (blobs b0, b1, ...) feeding one layer of
     layer_type with tops t0, t1, ...; force_backward so that differentiable bottoms get diffs."""
     lines = ['name: "single_layer"', "force_backward: true"]
-    for i, shape in enumerate(bottom_shapes):
-        dims = " ".join(f"dim: {int(d)}" for d in shape)
-        lines.append(f'layer {{ name: "in{i}" type: "Input" top: "b{i}" '
-                     f"input_param {{ shape {{ {dims} }} }} }}")
+    lines += [input_layer(f"in{i}", shape, top=f"b{i}").rstrip("\n")
+              for i, shape in enumerate(bottom_shapes)]
     body = [f'name: "layer" type: "{layer_type}"']
     body += [f'bottom: "b{i}"' for i in range(len(bottom_shapes))]
     body += [f'top: "t{i}"' for i in range(num_tops)]
     if param_field:
-        fields = " ".join(f"{k}: {_fmt(v)}" for k, v in (params or {}).items())
-        body.append(f"{param_field} {{ {fields} }}")
+        body.append(f"{param_field} {{ {param_fields(params)} }}")
     lines.append("layer { " + " ".join(body) + " }")
     return "\n".join(lines) + "\n"
 
