@@ -374,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = summarise(rows)
     print(markdown(summary))
-    if claims(summary):
-        print(claims_markdown(claims(summary)))
+    checked = claims(summary)
+    if checked:
+        print(claims_markdown(checked))
     print(f"ablate: {len(jobs)} run(s) in {time.time() - t0:.0f}s; table {args.out / 'ablation.md'}, "
           f"chart {args.out / 'ablation.png'}")
     return 0
