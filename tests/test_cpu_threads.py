@@ -1,5 +1,5 @@
 """The fork's CPU threads (OpenMP, docs/fork.md "CPU threads"): libcaffe is linked with OpenMP, and a
-net through every threaded loop (im2col / col2im of a dilated convolution, BatchNorm's element-wise
+net through every threaded loop (im2col / col2im of a dilated convolution on Caffe's engine, BatchNorm's element-wise
 math, ReLU, max pooling, RoIAlign forward and backward) gives the same outputs and gradients, bit for
 bit, with one thread and with two."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ force_backward: true
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 8 dim: 64 dim: 64 } } }
 layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 6 dim: 5 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-        convolution_param { num_output: 16 kernel_size: 3 pad: 2 dilation: 2
+        convolution_param { num_output: 16 kernel_size: 3 pad: 2 dilation: 2 engine: CAFFE
                             weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" }
 layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }

@@ -1,0 +1,249 @@
+// oneDNN as the CPU engine of Caffe's ConvolutionLayer (caffe/util/dnnl_conv.hpp, docs/fork.md).
+#include <cstdlib>
+#include <string>
+
+#include "caffe/common.hpp"
+#include "caffe/util/dnnl_conv.hpp"
+
+#ifdef USE_DNNL
+#include <unordered_map>
+
+#include "dnnl.hpp"
+#endif
+
+namespace caffe {
+
+bool DnnlConvGeometry::operator==(const DnnlConvGeometry& o) const {
+  return num == o.num && channels == o.channels && height == o.height && width == o.width &&
+      num_output == o.num_output && out_height == o.out_height && out_width == o.out_width &&
+      kernel_h == o.kernel_h && kernel_w == o.kernel_w && stride_h == o.stride_h &&
+      stride_w == o.stride_w && pad_h == o.pad_h && pad_w == o.pad_w &&
+      dilation_h == o.dilation_h && dilation_w == o.dilation_w && group == o.group &&
+      bias == o.bias;
+}
+
+namespace {
+
+// GPSNET_CPU_CONV selects the CPU convolution engine of every layer that does not name one:
+// unset or "dnnl" lets oneDNN do the convolutions it handles, "caffe" keeps all of them on
+// Caffe's im2col + GEMM path. Read once per process.
+bool DnnlAllowedByEnvironment() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("GPSNET_CPU_CONV");
+    const std::string s = v ? v : "";
+    CHECK(s.empty() || s == "dnnl" || s == "caffe")
+        << "GPSNET_CPU_CONV must be dnnl or caffe (or unset), got '" << s << "'";
+    return s != "caffe";
+  }();
+  return allowed;
+}
+
+}  // namespace
+
+template <typename Dtype>
+DnnlConvolution<Dtype>::~DnnlConvolution() {
+  delete impl_;
+}
+
+#ifdef USE_DNNL
+
+namespace {
+
+using dnnl::memory;
+typedef memory::format_tag tag;
+
+dnnl::engine& CpuEngine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// *buf holding a memory of layout md (made anew where it held another layout).
+memory& Buffer(memory* buf, const memory::desc& md) {
+  if (!buf->get(true) || buf->get_desc() != md) *buf = memory(md, CpuEngine());
+  return *buf;
+}
+
+// The data at ptr (in layout user) as layout want: the user's memory itself where the two
+// agree, else a reorder of it into *buf.
+memory Into(const memory::desc& user, const memory::desc& want, const float* ptr, memory* buf,
+            dnnl::stream* s) {
+  memory mem(user, CpuEngine(), const_cast<float*>(ptr));
+  if (user == want) return mem;
+  memory& b = Buffer(buf, want);
+  dnnl::reorder(mem, b).execute(*s, mem, b);
+  return b;
+}
+
+}  // namespace
+
+template <typename Dtype>
+struct DnnlConvolution<Dtype>::Impl {
+  DnnlConvGeometry g;
+  dnnl::stream stream;
+  memory::desc src_md, wei_md, bias_md, dst_md;   // Caffe's layouts: NCHW, (G)OIHW, X
+  memory::dims strides, dilates, pad_l, pad_r;
+  dnnl::convolution_forward::primitive_desc fwd;
+  bool have_backward;
+  dnnl::convolution_backward_data::primitive_desc bwd_data;
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+  // Reordered copies in the primitives' layouts, kept between passes.
+  memory src_buf, wei_buf, dst_buf, bw_src_buf, bw_ddst_buf, bw_dwei_buf, bd_ddst_buf,
+      bd_wei_buf, bd_dsrc_buf;
+
+  explicit Impl(const DnnlConvGeometry& geo)
+      : g(geo), stream(CpuEngine()), have_backward(false) {
+    const memory::data_type f32 = memory::data_type::f32;
+    src_md = memory::desc({g.num, g.channels, g.height, g.width}, f32, tag::nchw);
+    dst_md = memory::desc({g.num, g.num_output, g.out_height, g.out_width}, f32, tag::nchw);
+    wei_md = g.group == 1
+        ? memory::desc({g.num_output, g.channels, g.kernel_h, g.kernel_w}, f32, tag::oihw)
+        : memory::desc({g.group, g.num_output / g.group, g.channels / g.group, g.kernel_h,
+                        g.kernel_w}, f32, tag::goihw);
+    bias_md = memory::desc({g.num_output}, f32, tag::x);
+    strides = {g.stride_h, g.stride_w};
+    dilates = {g.dilation_h - 1, g.dilation_w - 1};   // oneDNN counts the holes
+    pad_l = {g.pad_h, g.pad_w};
+    pad_r = pad_l;   // oneDNN's output size is Caffe's floor division with equal padding
+    const memory::desc src_any(src_md.dims(), f32, tag::any);
+    const memory::desc dst_any(dst_md.dims(), f32, tag::any);
+    const memory::desc wei_any(wei_md.dims(), f32, tag::any);
+    const dnnl::prop_kind prop = dnnl::prop_kind::forward_training;
+    const dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
+    fwd = g.bias
+        ? dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
+              prop, alg, src_any, wei_any, bias_md, dst_any, strides, dilates, pad_l, pad_r),
+              CpuEngine())
+        : dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
+              prop, alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r),
+              CpuEngine());
+  }
+
+  void MakeBackward() {
+    if (have_backward) return;
+    const memory::data_type f32 = memory::data_type::f32;
+    const memory::desc src_any(src_md.dims(), f32, tag::any);
+    const memory::desc dst_any(dst_md.dims(), f32, tag::any);
+    const memory::desc wei_any(wei_md.dims(), f32, tag::any);
+    const dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
+    bwd_data = dnnl::convolution_backward_data::primitive_desc(
+        dnnl::convolution_backward_data::desc(alg, src_any, wei_any, dst_any, strides, dilates,
+                                              pad_l, pad_r), CpuEngine(), fwd);
+    // The bias gradient stays with Caffe (ConvolutionLayer::backward_cpu_bias).
+    bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
+        dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides,
+                                                 dilates, pad_l, pad_r), CpuEngine(), fwd);
+    have_backward = true;
+  }
+};
+
+template <typename Dtype>
+DnnlConvolution<Dtype>::DnnlConvolution() : impl_(NULL) {}
+
+template <typename Dtype>
+bool DnnlConvolution<Dtype>::Handles(const ConvolutionParameter& param, int num_spatial_axes,
+                                     int channel_axis) {
+  return sizeof(Dtype) == sizeof(float) && num_spatial_axes == 2 && channel_axis == 1 &&
+      param.engine() != ConvolutionParameter_Engine_CAFFE && DnnlAllowedByEnvironment();
+}
+
+template <typename Dtype>
+void DnnlConvolution<Dtype>::Forward(const DnnlConvGeometry& g, const Dtype* bottom,
+    const Dtype* weight, const Dtype* bias, Dtype* top) {
+  CHECK_EQ(sizeof(Dtype), sizeof(float)) << "oneDNN convolutions are float only";
+  if (g.num == 0) return;
+  if (!impl_ || !(impl_->g == g)) {
+    delete impl_;
+    impl_ = NULL;
+    impl_ = new Impl(g);
+  }
+  Impl& m = *impl_;
+  const float* b = reinterpret_cast<const float*>(bottom);
+  const float* w = reinterpret_cast<const float*>(weight);
+  float* t = reinterpret_cast<float*>(top);
+  memory src = Into(m.src_md, m.fwd.src_desc(), b, &m.src_buf, &m.stream);
+  memory wei = Into(m.wei_md, m.fwd.weights_desc(), w, &m.wei_buf, &m.stream);
+  memory user_dst(m.dst_md, CpuEngine(), t);
+  const bool direct = m.fwd.dst_desc() == m.dst_md;
+  memory dst = direct ? user_dst : Buffer(&m.dst_buf, m.fwd.dst_desc());
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+  if (g.bias) {
+    args[DNNL_ARG_BIAS] = memory(m.bias_md, CpuEngine(),
+                                 const_cast<float*>(reinterpret_cast<const float*>(bias)));
+  }
+  dnnl::convolution_forward(m.fwd).execute(m.stream, args);
+  if (!direct) dnnl::reorder(dst, user_dst).execute(m.stream, dst, user_dst);
+  m.stream.wait();
+}
+
+template <typename Dtype>
+void DnnlConvolution<Dtype>::Backward(const DnnlConvGeometry& g, const Dtype* top_diff,
+    const Dtype* bottom, const Dtype* weight, Dtype* bottom_diff, Dtype* weight_diff) {
+  CHECK_EQ(sizeof(Dtype), sizeof(float)) << "oneDNN convolutions are float only";
+  if (g.num == 0 || (!bottom_diff && !weight_diff)) return;
+  CHECK(impl_ && impl_->g == g) << "oneDNN convolution: backward without the forward pass "
+                                << "of the same shapes";
+  Impl& m = *impl_;
+  m.MakeBackward();
+  const float* td = reinterpret_cast<const float*>(top_diff);
+  if (weight_diff) {
+    memory src = Into(m.src_md, m.bwd_weights.src_desc(), reinterpret_cast<const float*>(bottom),
+                      &m.bw_src_buf, &m.stream);
+    memory ddst = Into(m.dst_md, m.bwd_weights.diff_dst_desc(), td, &m.bw_ddst_buf, &m.stream);
+    memory& dwei = Buffer(&m.bw_dwei_buf, m.bwd_weights.diff_weights_desc());
+    dnnl::convolution_backward_weights(m.bwd_weights).execute(m.stream,
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei}});
+    // weight_diff += dwei (a reorder into Caffe's layout with a sum post-op: Caffe accumulates).
+    memory user_dwei(m.wei_md, CpuEngine(), reinterpret_cast<float*>(weight_diff));
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    dnnl::reorder(dnnl::reorder::primitive_desc(dwei, user_dwei, attr))
+        .execute(m.stream, dwei, user_dwei);
+  }
+  if (bottom_diff) {
+    memory ddst = Into(m.dst_md, m.bwd_data.diff_dst_desc(), td, &m.bd_ddst_buf, &m.stream);
+    memory wei = Into(m.wei_md, m.bwd_data.weights_desc(), reinterpret_cast<const float*>(weight),
+                      &m.bd_wei_buf, &m.stream);
+    memory user_dsrc(m.src_md, CpuEngine(), reinterpret_cast<float*>(bottom_diff));
+    const bool direct = m.bwd_data.diff_src_desc() == m.src_md;
+    memory dsrc = direct ? user_dsrc : Buffer(&m.bd_dsrc_buf, m.bwd_data.diff_src_desc());
+    dnnl::convolution_backward_data(m.bwd_data).execute(m.stream,
+        {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    if (!direct) dnnl::reorder(dsrc, user_dsrc).execute(m.stream, dsrc, user_dsrc);
+  }
+  m.stream.wait();
+}
+
+#else  // a build without oneDNN: Caffe's path everywhere
+
+template <typename Dtype>
+struct DnnlConvolution<Dtype>::Impl {};
+
+template <typename Dtype>
+DnnlConvolution<Dtype>::DnnlConvolution() : impl_(NULL) {}
+
+template <typename Dtype>
+bool DnnlConvolution<Dtype>::Handles(const ConvolutionParameter&, int, int) {
+  DnnlAllowedByEnvironment();   // a bad GPSNET_CPU_CONV is an error in every build
+  return false;
+}
+
+template <typename Dtype>
+void DnnlConvolution<Dtype>::Forward(const DnnlConvGeometry&, const Dtype*, const Dtype*,
+                                     const Dtype*, Dtype*) {
+  LOG(FATAL) << "this Caffe is built without oneDNN (GPSNET_DNNL)";
+}
+
+template <typename Dtype>
+void DnnlConvolution<Dtype>::Backward(const DnnlConvGeometry&, const Dtype*, const Dtype*,
+                                      const Dtype*, Dtype*, Dtype*) {
+  LOG(FATAL) << "this Caffe is built without oneDNN (GPSNET_DNNL)";
+}
+
+#endif  // USE_DNNL
+
+INSTANTIATE_CLASS(DnnlConvolution);
+
+}  // namespace caffe
