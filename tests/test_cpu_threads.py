@@ -1,7 +1,7 @@
 """The fork's CPU threads (OpenMP, docs/fork.md "CPU threads"): libcaffe is linked with OpenMP, and a
-net through every threaded loop (im2col / col2im of a dilated convolution on Caffe's engine, BatchNorm's element-wise
-math, ReLU, max pooling, RoIAlign forward and backward) gives the same outputs and gradients, bit for
-bit, with one thread and with two."""
+net through every threaded loop (im2col / col2im of a dilated convolution on Caffe's engine,
+BatchNorm's fused loops, Scale with its bias, ReLU, max pooling, RoIAlign forward and backward)
+gives the same outputs and gradients, bit for bit, with one thread and with two."""
 from __future__ import annotations
 
 import os
@@ -22,6 +22,8 @@ layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         convolution_param { num_output: 16 kernel_size: 3 pad: 2 dilation: 2 engine: CAFFE
                             weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" }
+layer { name: "scale" type: "Scale" bottom: "bn" top: "bn"
+        scale_param { bias_term: true filler { type: "gaussian" std: 1 } bias_filler { type: "gaussian" std: 1 } } }
 layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
 layer { name: "pool" type: "Pooling" bottom: "bn" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 } }
 layer { name: "align" type: "RoIAlign" bottom: "pool" bottom: "rois" top: "align" propagate_down: true propagate_down: false
@@ -46,7 +48,8 @@ net.blobs["rois"].data[...] = [[0, 2, 3, 40, 50], [0, 10, 5, 60, 30], [1, 0, 0, 
 net.forward()
 net.backward()
 np.savez(sys.argv[2], loss=net.blobs["loss"].data, align=net.blobs["align"].data,
-         data_diff=net.blobs["data"].diff, conv_w_diff=net.params["conv"][0].diff)
+         data_diff=net.blobs["data"].diff, conv_w_diff=net.params["conv"][0].diff,
+         scale_diff=net.params["scale"][0].diff, scale_bias_diff=net.params["scale"][1].diff)
 """
 
 
