@@ -112,6 +112,11 @@ def run_caffe(args: argparse.Namespace) -> dict[str, Any]:
     cudart = ctypes.CDLL(loaded_cudart()) if gpu is not None else None
     sync = (lambda: cudart.cudaDeviceSynchronize()) if cudart is not None else (lambda: None)
     work = default_work(f"bench-train-{args.setting}")
+    # the SGEMM rate first, before the net's threads run (beside them it measured half of this)
+    m, n, k = GEMM_SHAPE
+    a = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((k, n), dtype=np.float32)
+    sgemm = gemm_gflops(lambda: a @ b)
     solver, root, setup_s = make_solver(caffe, "ad_fuse", setting.cfg, setting.schedule, work, args.data, args.num)
     net = solver.net
     steps = step_times(solver, args.warmup, args.steps, sync)
@@ -120,12 +125,9 @@ def run_caffe(args: argparse.Namespace) -> dict[str, Any]:
         net.forward()
     layers = net_layers(net_param_text("ad_fuse", setting.cfg, True, None, None))
     counts = {k: int(net.blobs[k].data.shape[0]) for k in ("rois", "rpn_rois", "mask_rois")}
-    m, n, k = GEMM_SHAPE
-    a = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((k, n), dtype=np.float32)
     res = {"steps_s": steps, **step_summary(steps), "solver_setup_s": setup_s, "data": str(root),
            "counts": counts, "param_shapes": param_shapes(net, layers), "geometry": geometry(layers), "gemm_flops": gemm_flops(net, layers),
-           "numpy_sgemm_gflops": gemm_gflops(lambda: a @ b), "profile": prof}
+           "numpy_sgemm_gflops": sgemm, "profile": prof}
     close_net(net)
     shutil.rmtree(work, ignore_errors=True)   # its prototxts (no snapshots)
     return res
@@ -189,7 +191,8 @@ def report(args: argparse.Namespace, caffe_res: dict[str, Any], twin: dict[str, 
     c_ms = caffe_res["step_ms_median"]
     cp = part_sums(plan, caffe_res["param_shapes"], caffe_res["gemm_flops"])
     total = sum(cp["gflop_fwd_bwd"].values())
-    gf = caffe_res["numpy_sgemm_gflops"]
+    # the machine's SGEMM rate: the faster of NumPy's (OpenBLAS) and, where the twin ran, torch.mm
+    gf = max(caffe_res["numpy_sgemm_gflops"], twin["sgemm_gflops"] if twin else 0.0)
     bound_ms = 1000 * total / gf
     dev = f"GPU {args.gpu}" if args.device == "cuda" else "CPU"
     lines = [f"GPSNet Ad. Fuse train step, setting {args.setting} (canvas {cfg.size}, batch {cfg.batch_size}), "
@@ -211,9 +214,10 @@ def report(args: argparse.Namespace, caffe_res: dict[str, Any], twin: dict[str, 
                   + f"; twin's RoIAlign: {twin['roi_align']}"
                   + (f", TF32 {'on' if twin['tf32'] else 'off'}" if args.device == "cuda" else "")]
     lines += ["", f"GEMM bound {bound_ms:.1f} ms: {total:.2f} GFLOP conv + fc per step (forward "
-              f"{sum(cp['gflop_fwd'].values()):.2f}, backward the rest) at {gf:.0f} GFLOPS (NumPy SGEMM "
-              f"{'x'.join(map(str, GEMM_SHAPE))}, "
-              f"{args.threads} threads)" + (f"; torch.mm there: {twin['sgemm_gflops']:.0f} GFLOPS" if twin else ""), ""]
+              f"{sum(cp['gflop_fwd'].values()):.2f}, backward the rest) at {gf:.0f} GFLOPS, the faster of "
+              f"NumPy SGEMM ({caffe_res['numpy_sgemm_gflops']:.0f} GFLOPS)"
+              + (f" and torch.mm ({twin['sgemm_gflops']:.0f} GFLOPS)" if twin else "")
+              + f" on {'x'.join(map(str, GEMM_SHAPE))}, {args.threads} threads", ""]
     tp = part_sums(plan, twin["param_shapes"], twin["gemm_flops"]) if twin else None
     lines += ["| part | params Caffe | params twin | GFLOP fwd+bwd Caffe | GFLOP fwd+bwd twin |", "|---|---|---|---|---|"]
     for part in (*PARTS, "other"):
