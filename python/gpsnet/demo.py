@@ -1,4 +1,4 @@
-"""The demo: ``gpsnet demo``: GPSNet learns to parse on the CPU in about 15 minutes.
+"""The demo: ``gpsnet demo``: GPSNet learns to parse on the CPU in about 8 minutes (2 cores).
 
 1. writes a synthetic GPS-layout data set at the small setting's image size into the cache,
 2. fine-tunes Ad. Fuse (GPSNet) in the small setting (prototxt/small/ad_fuse) from the committed
