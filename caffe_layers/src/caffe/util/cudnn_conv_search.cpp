@@ -47,6 +47,17 @@ cudnnMathType_t MathOf(cudnnMathType_t found) {
   return TF32Enabled() ? found : ConvMathType();
 }
 
+// Implicit GEMM and ALGO_0 (no workspace), with the default math type.
+ConvAlgos NoWorkspaceChoice() {
+  ConvAlgos a;
+  a.fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  a.bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
+  a.bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+  a.fwd_math = a.bwd_filter_math = a.bwd_data_math = ConvMathType();
+  a.fwd_bytes = a.bwd_filter_bytes = a.bwd_data_bytes = 0;
+  return a;
+}
+
 void QueryWorkspaceSizes(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
     cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
@@ -77,12 +88,7 @@ ConvAlgos NoWorkspaceConvAlgos(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
     cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
     cudnnConvolutionDescriptor_t bwd_data_desc) {
-  ConvAlgos a;
-  a.fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  a.bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
-  a.bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
-  a.fwd_math = a.bwd_filter_math = a.bwd_data_math = ConvMathType();
-  a.fwd_bytes = a.bwd_filter_bytes = a.bwd_data_bytes = 0;
+  ConvAlgos a = NoWorkspaceChoice();
   SetConvMathTypes(a, fwd_desc, bwd_filter_desc, bwd_data_desc);
   QueryWorkspaceSizes(handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc, &a);
   return a;
@@ -92,9 +98,9 @@ ConvAlgos FindConvAlgos(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
     cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
     cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes) {
-  ConvAlgos a = NoWorkspaceConvAlgos(handle, x, w, y, fwd_desc, bwd_filter_desc,
-                                     bwd_data_desc);  // the search starts from ConvMathType()
-  a.fwd_bytes = a.bwd_filter_bytes = a.bwd_data_bytes = 0;
+  // Where nothing is found: the no-workspace algorithms. The search starts from ConvMathType().
+  ConvAlgos a = NoWorkspaceChoice();
+  SetConvMathTypes(a, fwd_desc, bwd_filter_desc, bwd_data_desc);
   int max_count = 0, n = 0, k = -1;
   cudnnStatus_t status;
 
