@@ -4,10 +4,6 @@ BatchNorm's fused loops, Scale with its bias, ReLU, max pooling, RoIAlign forwar
 gives the same outputs and gradients, bit for bit, with one thread and with two."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,30 +49,17 @@ np.savez(sys.argv[2], loss=net.blobs["loss"].data, align=net.blobs["align"].data
 """
 
 
-def _run(tmp_path: Path, threads: int) -> dict[str, np.ndarray]:
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    out = tmp_path / f"out{threads}.npz"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="2")
-    proc = subprocess.run([sys.executable, "-c", RUN, str(net), str(out)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(out))
-
-
-def test_libcaffe_is_linked_with_openmp():
-    import caffe
-
-    lib = Path(caffe.__file__).resolve().parent / "_caffe.so"
-    out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True).stdout
+def test_libcaffe_is_linked_with_openmp(pycaffe_libraries):
+    out = pycaffe_libraries
     assert "libgomp" in out, out
     # OpenBLAS's OpenMP build (one thread pool with the layers'), not the pthreads one
     blas = [line for line in out.splitlines() if "libopenblas.so.0" in line]
     assert blas and "openblas-openmp" in blas[0], out
 
 
-def test_one_and_two_threads_give_the_same_bits(tmp_path):
-    one, two = _run(tmp_path, 1), _run(tmp_path, 2)
+def test_one_and_two_threads_give_the_same_bits(net_script):
+    one, two = (net_script.arrays(NET, RUN, {"OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": "1"})
+                for n in (1, 2))
     assert one.keys() == two.keys()
     for key in one:
         assert np.isfinite(one[key]).all(), key

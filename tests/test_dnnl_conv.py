@@ -5,10 +5,6 @@ GPSNET_CPU_CONV is an error naming it. The layer-level comparison (an empty batc
 the gradient checks are the C++ tests (test_dnnl_conv.cpp, in scripts/test)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,30 +53,12 @@ np.savez(sys.argv[2], **out)
 """
 
 
-def _run(tmp_path: Path, engine: str | None) -> dict[str, np.ndarray]:
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    out = tmp_path / f"out-{engine}.npz"
-    env = dict(os.environ, GLOG_minloglevel="2")
-    env.pop("GPSNET_CPU_CONV", None)
-    if engine:
-        env["GPSNET_CPU_CONV"] = engine
-    proc = subprocess.run([sys.executable, "-c", RUN, str(net), str(out)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(out))
+def test_libcaffe_is_built_with_onednn(pycaffe_libraries):
+    assert "libdnnl" in pycaffe_libraries, pycaffe_libraries
 
 
-def test_libcaffe_is_built_with_onednn():
-    import caffe
-
-    lib = Path(caffe.__file__).resolve().parent / "_caffe.so"
-    out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True).stdout
-    assert "libdnnl" in out, out
-
-
-def test_onednn_matches_caffes_engine(tmp_path):
-    dnnl, ref = _run(tmp_path, None), _run(tmp_path, "caffe")
+def test_onednn_matches_caffes_engine(net_script):
+    dnnl, ref = (net_script.arrays(NET, RUN, {"GPSNET_CPU_CONV": engine}) for engine in (None, "caffe"))
     assert dnnl.keys() == ref.keys()
     for key in ref:
         assert np.isfinite(ref[key]).all(), key
@@ -88,16 +66,12 @@ def test_onednn_matches_caffes_engine(tmp_path):
         assert scale > 0, key
         np.testing.assert_allclose(dnnl[key], ref[key], rtol=1e-4, atol=1e-5 * scale, err_msg=key)
     # "dnnl" names the default explicitly
-    explicit = _run(tmp_path, "dnnl")
+    explicit = net_script.arrays(NET, RUN, {"GPSNET_CPU_CONV": "dnnl"})
     for key in ref:
         np.testing.assert_array_equal(explicit[key], dnnl[key], err_msg=key)
 
 
-def test_bad_engine_name_is_an_error(tmp_path):
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    env = dict(os.environ, GLOG_minloglevel="2", GPSNET_CPU_CONV="mkl")
-    proc = subprocess.run([sys.executable, "-c", RUN, str(net), str(tmp_path / "x.npz")], env=env,
-                          capture_output=True, text=True, timeout=300)
+def test_bad_engine_name_is_an_error(net_script):
+    proc = net_script.run(NET, RUN, {"GPSNET_CPU_CONV": "mkl"})
     assert proc.returncode != 0
     assert "GPSNET_CPU_CONV must be dnnl or caffe" in proc.stderr, proc.stderr[-2000:]
