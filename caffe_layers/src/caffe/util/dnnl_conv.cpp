@@ -57,19 +57,45 @@ dnnl::engine& CpuEngine() {
   return engine;
 }
 
-// *buf holding a memory of layout md (made anew where it held another layout).
-memory& Buffer(memory* buf, const memory::desc& md) {
-  if (!buf->get(true) || buf->get_desc() != md) *buf = memory(md, CpuEngine());
-  return *buf;
+// Scratch memory for the reordered copies, shared by every DnnlConvolution of a thread: a pass is
+// done with them when it returns (it waits for its stream), so a net holds one set, as large as its
+// largest layer needs, not a set per layer (which doubled the full net's memory). One slot per
+// role within a pass.
+enum Slot { kSrc, kDiffDst, kWeights, kDst, kNumSlots };
+
+class ScratchBuffer {
+ public:
+  ScratchBuffer() : data_(NULL), size_(0) {}
+  ~ScratchBuffer() { std::free(data_); }
+  void* Get(size_t bytes) {
+    if (bytes > size_) {
+      std::free(data_);
+      size_ = (bytes + 63) / 64 * 64;
+      data_ = std::aligned_alloc(64, size_);
+      CHECK(data_) << "oneDNN convolution: out of memory for a " << size_ << "-byte buffer";
+    }
+    return data_;
+  }
+
+ private:
+  void* data_;
+  size_t size_;
+  ScratchBuffer(const ScratchBuffer&);
+  ScratchBuffer& operator=(const ScratchBuffer&);
+};
+
+memory Scratch(Slot slot, const memory::desc& md) {
+  thread_local ScratchBuffer buffers[kNumSlots];
+  return memory(md, CpuEngine(), buffers[slot].Get(md.get_size()));
 }
 
 // The data at ptr (in layout user) as layout want: the user's memory itself where the two
-// agree, else a reorder of it into *buf.
-memory Into(const memory::desc& user, const memory::desc& want, const float* ptr, memory* buf,
+// agree, else a reorder of it into the scratch slot.
+memory Into(const memory::desc& user, const memory::desc& want, const float* ptr, Slot slot,
             dnnl::stream* s) {
   memory mem(user, CpuEngine(), const_cast<float*>(ptr));
   if (user == want) return mem;
-  memory& b = Buffer(buf, want);
+  memory b = Scratch(slot, want);
   dnnl::reorder(mem, b).execute(*s, mem, b);
   return b;
 }
@@ -86,9 +112,6 @@ struct DnnlConvolution<Dtype>::Impl {
   bool have_backward;
   dnnl::convolution_backward_data::primitive_desc bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights;
-  // Reordered copies in the primitives' layouts, kept between passes.
-  memory src_buf, wei_buf, dst_buf, bw_src_buf, bw_ddst_buf, bw_dwei_buf, bd_ddst_buf,
-      bd_wei_buf, bd_dsrc_buf;
 
   explicit Impl(const DnnlConvGeometry& geo)
       : g(geo), stream(CpuEngine()), have_backward(false) {
@@ -160,11 +183,11 @@ void DnnlConvolution<Dtype>::Forward(const DnnlConvGeometry& g, const Dtype* bot
   const float* b = reinterpret_cast<const float*>(bottom);
   const float* w = reinterpret_cast<const float*>(weight);
   float* t = reinterpret_cast<float*>(top);
-  memory src = Into(m.src_md, m.fwd.src_desc(), b, &m.src_buf, &m.stream);
-  memory wei = Into(m.wei_md, m.fwd.weights_desc(), w, &m.wei_buf, &m.stream);
+  memory src = Into(m.src_md, m.fwd.src_desc(), b, kSrc, &m.stream);
+  memory wei = Into(m.wei_md, m.fwd.weights_desc(), w, kWeights, &m.stream);
   memory user_dst(m.dst_md, CpuEngine(), t);
   const bool direct = m.fwd.dst_desc() == m.dst_md;
-  memory dst = direct ? user_dst : Buffer(&m.dst_buf, m.fwd.dst_desc());
+  memory dst = direct ? user_dst : Scratch(kDst, m.fwd.dst_desc());
   std::unordered_map<int, memory> args = {
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
   if (g.bias) {
@@ -186,11 +209,12 @@ void DnnlConvolution<Dtype>::Backward(const DnnlConvGeometry& g, const Dtype* to
   Impl& m = *impl_;
   m.MakeBackward();
   const float* td = reinterpret_cast<const float*>(top_diff);
+  memory ddst;   // top_diff as the weights pass wants it, kept for the data pass where they agree
   if (weight_diff) {
     memory src = Into(m.src_md, m.bwd_weights.src_desc(), reinterpret_cast<const float*>(bottom),
-                      &m.bw_src_buf, &m.stream);
-    memory ddst = Into(m.dst_md, m.bwd_weights.diff_dst_desc(), td, &m.bw_ddst_buf, &m.stream);
-    memory& dwei = Buffer(&m.bw_dwei_buf, m.bwd_weights.diff_weights_desc());
+                      kSrc, &m.stream);
+    ddst = Into(m.dst_md, m.bwd_weights.diff_dst_desc(), td, kDiffDst, &m.stream);
+    memory dwei = Scratch(kWeights, m.bwd_weights.diff_weights_desc());
     dnnl::convolution_backward_weights(m.bwd_weights).execute(m.stream,
         {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwei}});
     // weight_diff += dwei (a reorder into Caffe's layout with a sum post-op: Caffe accumulates).
@@ -203,12 +227,14 @@ void DnnlConvolution<Dtype>::Backward(const DnnlConvGeometry& g, const Dtype* to
         .execute(m.stream, dwei, user_dwei);
   }
   if (bottom_diff) {
-    memory ddst = Into(m.dst_md, m.bwd_data.diff_dst_desc(), td, &m.bd_ddst_buf, &m.stream);
+    if (!ddst || ddst.get_desc() != m.bwd_data.diff_dst_desc()) {
+      ddst = Into(m.dst_md, m.bwd_data.diff_dst_desc(), td, kDiffDst, &m.stream);
+    }
     memory wei = Into(m.wei_md, m.bwd_data.weights_desc(), reinterpret_cast<const float*>(weight),
-                      &m.bd_wei_buf, &m.stream);
+                      kWeights, &m.stream);
     memory user_dsrc(m.src_md, CpuEngine(), reinterpret_cast<float*>(bottom_diff));
     const bool direct = m.bwd_data.diff_src_desc() == m.src_md;
-    memory dsrc = direct ? user_dsrc : Buffer(&m.bd_dsrc_buf, m.bwd_data.diff_src_desc());
+    memory dsrc = direct ? user_dsrc : Scratch(kDst, m.bwd_data.diff_src_desc());
     dnnl::convolution_backward_data(m.bwd_data).execute(m.stream,
         {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, dsrc}});
     if (!direct) dnnl::reorder(dsrc, user_dsrc).execute(m.stream, dsrc, user_dsrc);
