@@ -30,20 +30,26 @@ def cuda_device_count(cudart: str) -> int:
     return count.value if lib.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
 
 
-def use_device(caffe: Any, gpu: int | None) -> None:
-    """Caffe's mode: the CPU for ``gpu`` None, else GPU ``gpu``. Raises ValueError, with the reason,
-    where Caffe would abort: a negative id, a CPU_ONLY pycaffe, no such CUDA device."""
-    if gpu is None:
-        caffe.set_mode_cpu()
-        return
+def check_gpu(caffe: Any, gpu: int, option: str = "--gpu") -> None:
+    """ValueError, with the reason, where ``caffe.set_device(gpu)`` would abort: a negative id, a
+    CPU_ONLY pycaffe, no such CUDA device (``option``: the option that named it, for the message)."""
     if gpu < 0:
-        raise ValueError(f"--gpu {gpu}: a GPU id is >= 0")
+        raise ValueError(f"{option} {gpu}: a GPU id is >= 0")
     cudart = loaded_cudart()
     if cudart is None:
-        raise ValueError(f"--gpu {gpu}: this pycaffe is a CPU_ONLY build ({caffe.__file__}); "
+        raise ValueError(f"{option} {gpu}: this pycaffe is a CPU_ONLY build ({caffe.__file__}); "
                          "build the CUDA one (scripts/build_fork --cuda, docs/gpu.md)")
     count = cuda_device_count(cudart)
     if gpu >= count:
-        raise ValueError(f"--gpu {gpu}: the CUDA runtime ({cudart}) sees {count} GPU(s)")
+        raise ValueError(f"{option} {gpu}: the CUDA runtime ({cudart}) sees {count} GPU(s)")
+
+
+def use_device(caffe: Any, gpu: int | None) -> None:
+    """Caffe's mode: the CPU for ``gpu`` None, else GPU ``gpu`` (``check_gpu`` first: a ValueError
+    where Caffe would abort)."""
+    if gpu is None:
+        caffe.set_mode_cpu()
+        return
+    check_gpu(caffe, gpu)
     caffe.set_device(gpu)
     caffe.set_mode_gpu()

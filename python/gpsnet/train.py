@@ -1,4 +1,4 @@
-"""Training: ``gpsnet train --variant ad_fuse [--small] [--data ROOT] [--iters N] [--gpu N]``.
+"""Training: ``gpsnet train --variant ad_fuse [--small] [--data ROOT] [--iters N] [--gpu N | --gpus 0,1]``.
 
 Runs the variant's solver with the setting's schedule, that of its committed solver (full: the paper's,
 section 5.1, SGD lr 0.001, step 50000, gamma 0.1, 100000 iterations; small: the CPU one, Adam lr 0.002,
@@ -16,7 +16,8 @@ weights are then merged into ``<out>/snapshots/<variant>_iter_<N>.caffemodel`` f
 finished stage is not trained again, and an interrupted one resumes from its last snapshot (or starts
 again when it had none), when the same command runs again (``stage_start``). ``--stage NAME`` trains one
 stage only, as a single run. The options are checked before anything runs (``check_options``,
-``check_inputs``).
+``check_inputs``). ``--gpus 0,1,..``: one process per GPU sharing gradients through NCCL, each rank
+reading its share of the data (``gpsnet.training.ranks``; docs/gpu.md, "Several GPUs").
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from gpsnet.nets.variants import spec_of, variants
 from gpsnet.safeio import atomic_copy, atomic_write_text
 from gpsnet.training.curve import LearningCurve
 from gpsnet.training.patch import add_loss_guard, patch_data_layer
+from gpsnet.training.ranks import RC_RANK_FAILED, RankFailed, RankGroup, parse_gpus
 from gpsnet.plotlog import plot_log
 from gpsnet.training.snapshots import Snapshotter, Staging, latest_state, snapshot_files, staging_candidates
 
@@ -160,6 +162,7 @@ class TrainOptions:
     lr: float | None = None
     lr_policy: str | None = None
     gpu: int | None = None
+    gpus: str | None = None             # several GPUs, e.g. "0,1": one process each (ranks.RankGroup)
     out: Path | None = None             # run folder (None: runs/<variant>[-<setting>])
     seed: int = 0
     no_augment: bool = False
@@ -200,6 +203,9 @@ def parse_args(argv: list[str] | None) -> TrainOptions:
                       + "; ".join(f"{n} {s.solver} {s.base_lr:g} {s.lr_policy}"
                                   for n, s in ((n, named_setting(n).schedule) for n in SETTINGS)))
     ap.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
+    ap.add_argument("--gpus", help="several GPUs, e.g. 0,1: one process per GPU sharing gradients through NCCL, "
+                                   "each reading its share of the data; the effective batch is the number of "
+                                   "GPUs x the net's batch_size (docs/gpu.md, \"Several GPUs\")")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<variant>[-small])")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--no-augment", action="store_true",
@@ -278,6 +284,13 @@ def check_options(args: TrainOptions) -> None:
             for name, value in (("lr", args.lr), ("time_limit", args.time_limit)) if not finite_non_negative(value)]
     if not seed.ok(args.seed):
         bad.append(f"--seed {args.seed}: must be {seed.what}")
+    if args.gpus is not None:
+        if args.gpu is not None:
+            bad.append(f"--gpu {args.gpu} and --gpus {args.gpus}: give one of them")
+        try:
+            parse_gpus(args.gpus)
+        except ValueError as err:
+            bad.append(str(err))
     if bad:
         raise ValueError("; ".join(bad))
 
@@ -397,8 +410,17 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     cfg = override(cfg or chosen.cfg, args.overrides)   # a bad --set fails before anything starts
     check_options(args)
     import caffe
-    from gpsnet.device import use_device
+    from gpsnet.device import check_gpu, use_device
     use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
+    if args.gpus is not None:
+        gpus = parse_gpus(args.gpus)
+        for gpu in gpus:
+            check_gpu(caffe, gpu, "--gpus")
+        use_device(caffe, gpus[0])
+        if not caffe.has_nccl():
+            raise ValueError(f"--gpus {args.gpus}: this pycaffe is built without NCCL ({caffe.__file__}); "
+                             "scripts/build_fork --cuda builds with it where nccl.h and libnccl are found "
+                             "(NCCL_ROOT, the CUDA toolkit)")
     spec = spec_of(args.variant)
     if args.stage is not None:
         start = spec.stage(args.stage).start_from   # (an unknown stage is named with the variant's stages)
@@ -494,6 +516,7 @@ def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
     atomic_write_text(out / "solver.prototxt", solver_text(str(train_net_path.resolve()), str(prefix),
                                                           snapshot=args.snapshot_every, **schedule))
     caffe.set_random_seed(args.seed)
+    ranks = RankGroup(parse_gpus(args.gpus)) if args.gpus is not None else None
     with tempfile.TemporaryDirectory(prefix="gpsnet-train-") as work_dir:
         work = Path(work_dir)
         staging = Staging(work, staging_candidates(out))
@@ -502,12 +525,16 @@ def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
             staged_solver.write_text(solver_text(str(train_net_path.resolve()), str(staging.link / prefix.name),
                                                  snapshot=0, **schedule))
             with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
+                if ranks is not None:
+                    ranks.join(caffe)           # (the data layer reads its rank when the net is made)
                 solver = caffe.get_solver(str(staged_solver))
                 try:
                     return Run(args, cfg, setting_name, out, root, n_train, loss_names, solver,
                                Snapshotter(solver, staging, prefix, args.solver), signals, work,
-                               starts if curve_weights is None else curve_weights).loop()
+                               starts if curve_weights is None else curve_weights, ranks, staged_solver).loop()
                 finally:
+                    if ranks is not None:
+                        ranks.close()
                     close_net(solver.net)
                     del solver
         finally:
@@ -538,6 +565,8 @@ class Run:
     signals: list[int]
     work: Path
     curve_weights: list[Path]
+    ranks: RankGroup | None = None      # --gpus: the other ranks (started by ``start``)
+    solver_path: Path | None = None     # the solver prototxt the other ranks make theirs from
 
     @property
     def log_path(self) -> Path:
@@ -550,16 +579,22 @@ class Run:
         args = self.args
         if args.weights:
             load_weights(self.solver.net, args.weights)
+        state = None
         if not args.resume:
             atomic_write_text(self.log_path, "")
-            return 0
-        self.solver.restore(str(resumable_state(args.resume, self.solver.net, args.solver, self.work)))
-        start = self.solver.iter
-        fast_forward(self.solver.net, start)
-        rows = [r for r in (self.log_path.read_text().splitlines() if self.log_path.is_file() else [])
-                if logged_iteration(r) < start]   # (a line cut short by a kill: dropped)
-        atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
-        return start
+        else:
+            state = resumable_state(args.resume, self.solver.net, args.solver, self.work)
+            self.solver.restore(str(state))
+            fast_forward(self.solver.net, self.solver.iter)
+            rows = [r for r in (self.log_path.read_text().splitlines() if self.log_path.is_file() else [])
+                    if logged_iteration(r) < self.solver.iter]   # (a line cut short by a kill: dropped)
+            atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
+        if self.ranks is not None:   # the other ranks take these weights (and restore the same state)
+            import caffe
+            assert self.solver_path is not None
+            self.ranks.last_snapshot = lambda: str(self.snaps.last_before(self.solver.iter + 1) or "none")
+            self.ranks.attach(caffe, self.solver, str(self.solver_path), str(state) if state else None, args.seed)
+        return self.solver.iter
 
     def learning_curve(self, start: int) -> LearningCurve | None:
         """``--eval-every``: the test net sharing the solver's weights (a resumed run keeps its earlier points)."""
@@ -581,6 +616,8 @@ class Run:
         it = self.solver.iter
         t0 = time.time()
         try:
+            if self.ranks is not None:
+                self.ranks.before_step()
             self.solver.step(1)
         except NonFiniteLoss as err:
             # The weights that gave this loss came from the last update: no snapshot of them, and
@@ -590,6 +627,9 @@ class Run:
                     "no good snapshot was written (--snapshot-every N keeps one every N iterations)")
             raise TrainingStopped(f"iteration {it}: {err}; stopped before its backward pass (lower --lr); "
                                   f"{kept}", RC_NON_FINITE) from None
+        finally:
+            if self.ranks is not None:
+                self.ranks.after_step()
         row: dict[str, Any] = {"iter": it, "lr": learning_rate(it, self.args.lr, self.args.lr_policy,
                                                                 max(self.args.iters, 1)),
                                "time": round(time.time() - t0, 4)}
@@ -604,7 +644,10 @@ class Run:
         from gpsnet.data.layout import GPSDataError
         from gpsnet.safeio import WriteFailed
         args, solver, iters = self.args, self.solver, self.args.iters
-        start = self.start()
+        try:
+            start = self.start()
+        except RankFailed as err:
+            raise TrainingStopped(f"{err} (before the first step)", RC_RANK_FAILED, log=self.log_path) from None
         what = args.variant + (f" stage {args.stage}" if args.stage else "")
         print(f"training {what} ({self.setting_name}) on {self.root} ({self.n_train} train images): iterations "
               f"{start} -> {iters}, run folder {self.out}", flush=True)
@@ -632,6 +675,9 @@ class Run:
                     row = self.step()
                 except (GPSDataError, OSError) as err:
                     stopped = TrainingStopped(f"iteration {it}: data error: {err}", RC_DATA_ERROR)
+                    break
+                except RankFailed as err:
+                    stopped = TrainingStopped(f"iteration {it}: {err}", RC_RANK_FAILED)
                     break
                 try:
                     log.write(json.dumps(row) + "\n")

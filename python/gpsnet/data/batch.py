@@ -185,13 +185,33 @@ def make_batch(samples: Sequence[Sample], params: BatchParams, rng: np.random.Ge
             "gt_persons": gt_persons, "gt_faces": gt_faces, "gt_masks": gt_masks}
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Which share of the data a rank of a several-GPU run reads (``gpsnet train --gpus``,
+    ``gpsnet.training.ranks``): of every epoch's order, the places ``rank``, ``rank + count``, ...
+    The ranks draw the same order (one seed), so their shares are disjoint and together are the
+    single-process stream. ``Shard()`` is the whole stream."""
+
+    rank: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.rank < self.count:
+            raise ValueError(f"a data shard is rank r of count n with 0 <= r < n, got rank {self.rank} of {self.count}")
+
+    def __str__(self) -> str:
+        return f"rank {self.rank} of {self.count}"
+
+
 class SampleStream:
-    """An endless stream of non-empty samples of a split, shuffled per epoch when `shuffle`.
+    """An endless stream of non-empty samples of a split, shuffled per epoch when `shuffle`;
+    ``shard``: one rank's share of each epoch (``Shard``).
     Images without any person are skipped with one warning naming them."""
 
-    def __init__(self, dataset: GPSDataset, shuffle: bool, seed: int) -> None:
+    def __init__(self, dataset: GPSDataset, shuffle: bool, seed: int, shard: Shard = Shard()) -> None:
         self.dataset = dataset
         self.shuffle = shuffle
+        self.shard = shard
         self.rng = np.random.default_rng([seed, 1])
         self.skipped: set[str] = set()
 
@@ -200,7 +220,7 @@ class SampleStream:
             n = len(self.dataset)
             order = self.rng.permutation(n) if self.shuffle else np.arange(n)
             produced = 0
-            for i in order:
+            for i in order[self.shard.rank::self.shard.count]:
                 image_id = self.dataset.ids[int(i)]
                 if image_id in self.skipped:
                     continue
@@ -211,14 +231,17 @@ class SampleStream:
                 produced += 1
                 yield s
             if produced == 0:
-                raise ValueError(f"{self.dataset.root}: split {self.dataset.split!r} has no image with a person")
+                share = f" in the share of {self.shard} ({n} images)" if self.shard.count > 1 else ""
+                raise ValueError(f"{self.dataset.root}: split {self.dataset.split!r} has no image with a person{share}")
 
 
 class BatchPrefetcher:
-    """Prepares batches in a background thread, `params.prefetch` ahead of the consumer."""
+    """Prepares batches in a background thread, `params.prefetch` ahead of the consumer; ``shard``:
+    one rank's share of the data (its augmentation draws its own numbers)."""
 
-    def __init__(self, params: BatchParams, dataset: GPSDataset | None = None) -> None:
+    def __init__(self, params: BatchParams, dataset: GPSDataset | None = None, shard: Shard = Shard()) -> None:
         self.params = params
+        self.shard = shard
         self.dataset = dataset if dataset is not None else GPSDataset(params.root, params.split)
         self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(maxsize=params.prefetch)
         self._stop = threading.Event()
@@ -226,9 +249,9 @@ class BatchPrefetcher:
         self._thread.start()
 
     def _run(self) -> None:
-        rng = np.random.default_rng([self.params.seed, 2])
+        rng = np.random.default_rng([self.params.seed, 2] + ([self.shard.rank] if self.shard.rank else []))
         try:
-            stream = iter(SampleStream(self.dataset, self.params.shuffle, self.params.seed))
+            stream = iter(SampleStream(self.dataset, self.params.shuffle, self.params.seed, self.shard))
             while not self._stop.is_set():
                 samples = [next(stream) for _ in range(self.params.batch_size)]
                 batch = make_batch(samples, self.params, rng)

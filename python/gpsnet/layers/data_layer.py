@@ -11,6 +11,9 @@ The batches are made by `gpsnet.data.batch.make_batch` in a background thread, `
 The optional eighth top ``iteration`` (one value) is the index of the batch, counted from 0 (the
 ``AnchorTarget`` layer's pass index: ``train.fast_forward`` sets ``forward_count`` on a resumed
 run, so the C++ sampling layers downstream draw as in the uninterrupted run).
+In a several-GPU run (``gpsnet train --gpus``, pycaffe's ``caffe.solver_count() > 1``) the layer of
+a TRAIN net reads its rank's share of every epoch (``caffe.solver_rank()``: ``gpsnet.data.batch.Shard``);
+a TEST net reads the whole split.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 
 import caffe
 
-from gpsnet.data.batch import TOP_NAMES, BatchParams, BatchPrefetcher
+from gpsnet.data.batch import TOP_NAMES, BatchParams, BatchPrefetcher, Shard
 from gpsnet.layers._common import ShowsErrors
 
 
@@ -44,7 +47,9 @@ class GPSDataLayer(ShowsErrors, caffe.Layer):
             top[i].reshape(*shapes[name])
         if len(top) > len(TOP_NAMES):
             top[len(TOP_NAMES)].reshape(1)
-        self.prefetcher = BatchPrefetcher(p)
+        self.shard = (Shard(caffe.solver_rank(), caffe.solver_count())
+                      if self.phase == caffe.TRAIN and caffe.solver_count() > 1 else Shard())
+        self.prefetcher = BatchPrefetcher(p, shard=self.shard)
 
     def reshape(self, bottom: Any, top: Any) -> None:
         pass  # shapes change in forward (the number of persons and faces varies)
