@@ -104,9 +104,11 @@ memory Into(const memory::desc& user, const memory::desc& want, const float* ptr
 
 template <typename Dtype>
 struct DnnlConvolution<Dtype>::Impl {
+  static const dnnl::algorithm kAlg = dnnl::algorithm::convolution_direct;
   DnnlConvGeometry g;
   dnnl::stream stream;
   memory::desc src_md, wei_md, bias_md, dst_md;   // Caffe's layouts: NCHW, (G)OIHW, X
+  memory::desc src_any, wei_any, dst_any;         // the same shapes, layouts left to oneDNN
   memory::dims strides, dilates, pad_l, pad_r;
   dnnl::convolution_forward::primitive_desc fwd;
   bool have_backward;
@@ -127,33 +129,27 @@ struct DnnlConvolution<Dtype>::Impl {
     dilates = {g.dilation_h - 1, g.dilation_w - 1};   // oneDNN counts the holes
     pad_l = {g.pad_h, g.pad_w};
     pad_r = pad_l;   // oneDNN's output size is Caffe's floor division with equal padding
-    const memory::desc src_any(src_md.dims(), f32, tag::any);
-    const memory::desc dst_any(dst_md.dims(), f32, tag::any);
-    const memory::desc wei_any(wei_md.dims(), f32, tag::any);
+    src_any = memory::desc(src_md.dims(), f32, tag::any);
+    dst_any = memory::desc(dst_md.dims(), f32, tag::any);
+    wei_any = memory::desc(wei_md.dims(), f32, tag::any);
     const dnnl::prop_kind prop = dnnl::prop_kind::forward_training;
-    const dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
     fwd = g.bias
         ? dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
-              prop, alg, src_any, wei_any, bias_md, dst_any, strides, dilates, pad_l, pad_r),
+              prop, kAlg, src_any, wei_any, bias_md, dst_any, strides, dilates, pad_l, pad_r),
               CpuEngine())
         : dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
-              prop, alg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r),
+              prop, kAlg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r),
               CpuEngine());
   }
 
   void MakeBackward() {
     if (have_backward) return;
-    const memory::data_type f32 = memory::data_type::f32;
-    const memory::desc src_any(src_md.dims(), f32, tag::any);
-    const memory::desc dst_any(dst_md.dims(), f32, tag::any);
-    const memory::desc wei_any(wei_md.dims(), f32, tag::any);
-    const dnnl::algorithm alg = dnnl::algorithm::convolution_direct;
     bwd_data = dnnl::convolution_backward_data::primitive_desc(
-        dnnl::convolution_backward_data::desc(alg, src_any, wei_any, dst_any, strides, dilates,
+        dnnl::convolution_backward_data::desc(kAlg, src_any, wei_any, dst_any, strides, dilates,
                                               pad_l, pad_r), CpuEngine(), fwd);
     // The bias gradient stays with Caffe (ConvolutionLayer::backward_cpu_bias).
     bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
-        dnnl::convolution_backward_weights::desc(alg, src_any, wei_any, dst_any, strides,
+        dnnl::convolution_backward_weights::desc(kAlg, src_any, wei_any, dst_any, strides,
                                                  dilates, pad_l, pad_r), CpuEngine(), fwd);
     have_backward = true;
   }
