@@ -1,7 +1,8 @@
 """oneDNN as the CPU convolution engine (docs/fork.md "oneDNN convolutions"): libcaffe is built
 with it, a net of the GPSNet kinds of convolution (dilated, strided, grouped, 1x1) gives the same
 outputs and gradients with oneDNN as with Caffe's own engine (GPSNET_CPU_CONV=caffe), and a bad
-GPSNET_CPU_CONV is an error naming it. The layer-level comparison (an empty batch included) and
+GPSNET_CPU_CONV is an error naming it; GPSNET_CPU_CONV=bf16 (bfloat16 inputs) agrees with the float
+engine to bf16 rounding. The layer-level comparison (an empty batch included) and
 the gradient checks are the C++ tests (test_dnnl_conv.cpp, in scripts/test)."""
 from __future__ import annotations
 
@@ -74,4 +75,18 @@ def test_onednn_matches_caffes_engine(net_script):
 def test_bad_engine_name_is_an_error(net_script):
     proc = net_script.run(NET, RUN, {"GPSNET_CPU_CONV": "mkl"})
     assert proc.returncode != 0
-    assert "GPSNET_CPU_CONV must be dnnl or caffe" in proc.stderr, proc.stderr[-2000:]
+    assert "GPSNET_CPU_CONV must be dnnl, bf16 or caffe" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_bf16_mode_is_float_to_bf16_rounding(net_script):
+    """bf16 inputs, float sums: about 3 significant digits (bf16 keeps 8 bits of mantissa), and
+    not the float engine's numbers (so bf16 did run)."""
+    bf16, ref = (net_script.arrays(NET, RUN, {"GPSNET_CPU_CONV": engine}) for engine in ("bf16", "caffe"))
+    assert bf16.keys() == ref.keys()
+    for key in ref:
+        scale = np.abs(ref[key]).max()
+        err = np.abs(bf16[key] - ref[key]).max() / scale
+        assert err < 3e-2, (key, err)
+    first = ref["c_dil"]
+    assert not np.array_equal(bf16["c_dil"], first)
+    assert np.abs(bf16["c_dil"] - first).max() / np.abs(first).max() > 1e-5   # more than float rounding

@@ -4,7 +4,8 @@
 // hand a pass to DnnlConvolution where DnnlConvolution<Dtype>::Handles says so: float, 2-D
 // (NCHW blobs, channel axis 1), the layer's engine not CAFFE (`engine: CAFFE` keeps Caffe's
 // im2col + GEMM path), and GPSNET_CPU_CONV not "caffe" in the environment. Everything else (double
-// blobs, N-D convolutions) stays on Caffe's path. The geometry is Caffe's: output size by floor
+// blobs, N-D convolutions) stays on Caffe's path. GPSNET_CPU_CONV=bf16: oneDNN with bfloat16 inputs
+// (blobs and weights rounded to bf16 on the way in; outputs and gradients float; AVX512-BF16 / AMX). The geometry is Caffe's: output size by floor
 // division, dilation d (oneDNN's d - 1), weights num_output x channels/group x kh x kw. The weight
 // gradient is accumulated into the diff, as Caffe's own backward does.
 //

@@ -25,17 +25,20 @@ bool DnnlConvGeometry::operator==(const DnnlConvGeometry& o) const {
 namespace {
 
 // GPSNET_CPU_CONV selects the CPU convolution engine of every layer that does not name one:
-// unset or "dnnl" lets oneDNN do the convolutions it handles, "caffe" keeps all of them on
-// Caffe's im2col + GEMM path. Read once per process.
-bool DnnlAllowedByEnvironment() {
-  static const bool allowed = [] {
+// unset or "dnnl" lets oneDNN do the convolutions it handles, in float; "bf16" lets oneDNN do them
+// with bfloat16 inputs (the CPU's AMX / AVX512-BF16 units; outputs and gradients stay float);
+// "caffe" keeps all of them on Caffe's im2col + GEMM path. Read once per process.
+enum CpuConvMode { kCaffeConv, kDnnlF32, kDnnlBf16 };
+
+CpuConvMode CpuConvModeOfEnvironment() {
+  static const CpuConvMode mode = [] {
     const char* v = std::getenv("GPSNET_CPU_CONV");
     const std::string s = v ? v : "";
-    CHECK(s.empty() || s == "dnnl" || s == "caffe")
-        << "GPSNET_CPU_CONV must be dnnl or caffe (or unset), got '" << s << "'";
-    return s != "caffe";
+    CHECK(s.empty() || s == "dnnl" || s == "bf16" || s == "caffe")
+        << "GPSNET_CPU_CONV must be dnnl, bf16 or caffe (or unset), got '" << s << "'";
+    return s == "caffe" ? kCaffeConv : s == "bf16" ? kDnnlBf16 : kDnnlF32;
   }();
-  return allowed;
+  return mode;
 }
 
 }  // namespace
@@ -108,7 +111,10 @@ struct DnnlConvolution<Dtype>::Impl {
   DnnlConvGeometry g;
   dnnl::stream stream;
   memory::desc src_md, wei_md, bias_md, dst_md;   // Caffe's layouts: NCHW, (G)OIHW, X
-  memory::desc src_any, wei_any, dst_any;         // the same shapes, layouts left to oneDNN
+  // The same shapes, layouts left to oneDNN: the inputs of a pass (src, weights, diff_dst) in the
+  // mode's type (f32, or bf16 with GPSNET_CPU_CONV=bf16), its outputs (dst, diff_src,
+  // diff_weights) in f32.
+  memory::desc src_any, wei_any, ddst_any, dst_any, dsrc_any, dwei_any;
   memory::dims strides, dilates, pad_l, pad_r;
   dnnl::convolution_forward::primitive_desc fwd;
   bool have_backward;
@@ -129,27 +135,38 @@ struct DnnlConvolution<Dtype>::Impl {
     dilates = {g.dilation_h - 1, g.dilation_w - 1};   // oneDNN counts the holes
     pad_l = {g.pad_h, g.pad_w};
     pad_r = pad_l;   // oneDNN's output size is Caffe's floor division with equal padding
-    src_any = memory::desc(src_md.dims(), f32, tag::any);
+    const memory::data_type in =
+        CpuConvModeOfEnvironment() == kDnnlBf16 ? memory::data_type::bf16 : f32;
+    src_any = memory::desc(src_md.dims(), in, tag::any);
+    wei_any = memory::desc(wei_md.dims(), in, tag::any);
+    ddst_any = memory::desc(dst_md.dims(), in, tag::any);
     dst_any = memory::desc(dst_md.dims(), f32, tag::any);
-    wei_any = memory::desc(wei_md.dims(), f32, tag::any);
+    dsrc_any = memory::desc(src_md.dims(), f32, tag::any);
+    dwei_any = memory::desc(wei_md.dims(), f32, tag::any);
     const dnnl::prop_kind prop = dnnl::prop_kind::forward_training;
-    fwd = g.bias
-        ? dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
-              prop, kAlg, src_any, wei_any, bias_md, dst_any, strides, dilates, pad_l, pad_r),
-              CpuEngine())
-        : dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
-              prop, kAlg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r),
-              CpuEngine());
+    try {
+      fwd = g.bias
+          ? dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
+                prop, kAlg, src_any, wei_any, bias_md, dst_any, strides, dilates, pad_l, pad_r),
+                CpuEngine())
+          : dnnl::convolution_forward::primitive_desc(dnnl::convolution_forward::desc(
+                prop, kAlg, src_any, wei_any, dst_any, strides, dilates, pad_l, pad_r),
+                CpuEngine());
+    } catch (const dnnl::error& e) {
+      LOG(FATAL) << "oneDNN has no " << (in == f32 ? "float" : "bf16 (GPSNET_CPU_CONV=bf16)")
+                 << " convolution for this layer on this CPU (" << e.what() << ")"
+                 << (in == f32 ? "" : ": bf16 needs AVX512-BF16 or AMX; unset GPSNET_CPU_CONV");
+    }
   }
 
   void MakeBackward() {
     if (have_backward) return;
     bwd_data = dnnl::convolution_backward_data::primitive_desc(
-        dnnl::convolution_backward_data::desc(kAlg, src_any, wei_any, dst_any, strides, dilates,
+        dnnl::convolution_backward_data::desc(kAlg, dsrc_any, wei_any, ddst_any, strides, dilates,
                                               pad_l, pad_r), CpuEngine(), fwd);
     // The bias gradient stays with Caffe (ConvolutionLayer::backward_cpu_bias).
     bwd_weights = dnnl::convolution_backward_weights::primitive_desc(
-        dnnl::convolution_backward_weights::desc(kAlg, src_any, wei_any, dst_any, strides,
+        dnnl::convolution_backward_weights::desc(kAlg, src_any, dwei_any, ddst_any, strides,
                                                  dilates, pad_l, pad_r), CpuEngine(), fwd);
     have_backward = true;
   }
@@ -162,7 +179,7 @@ template <typename Dtype>
 bool DnnlConvolution<Dtype>::Handles(const ConvolutionParameter& param, int num_spatial_axes,
                                      int channel_axis) {
   return sizeof(Dtype) == sizeof(float) && num_spatial_axes == 2 && channel_axis == 1 &&
-      param.engine() != ConvolutionParameter_Engine_CAFFE && DnnlAllowedByEnvironment();
+      param.engine() != ConvolutionParameter_Engine_CAFFE && CpuConvModeOfEnvironment() != kCaffeConv;
 }
 
 template <typename Dtype>
@@ -248,7 +265,7 @@ DnnlConvolution<Dtype>::DnnlConvolution() : impl_(NULL) {}
 
 template <typename Dtype>
 bool DnnlConvolution<Dtype>::Handles(const ConvolutionParameter&, int, int) {
-  DnnlAllowedByEnvironment();   // a bad GPSNET_CPU_CONV is an error in every build
+  CpuConvModeOfEnvironment();   // a bad GPSNET_CPU_CONV is an error in every build
   return false;
 }
 
