@@ -172,13 +172,23 @@ def test_train_runs_its_loop_with_worker_ranks(tmp_path, data_root, monkeypatch)
         return made[-1]
 
     monkeypatch.setattr(train, "RankGroup", cpu_group)
-    args = train.TrainOptions(setting="tiny", data=data_root, iters=3, display=0, out=tmp_path / "run", gpus="0,1")
+    monkeypatch.setattr(train.TrainOptions, "main_gpu", property(lambda self: None))   # rank 0 on the CPU
+    args = train.TrainOptions(setting="tiny", data=data_root, iters=3, display=0, out=tmp_path / "run", gpus="0,1",
+                              eval_every=2, eval_limit=1)
     chosen, args = train.settle(args)
     result = train.train_net(args, chosen.cfg, chosen.name)
     assert [json.loads(r)["iter"] for r in result["log"].read_text().splitlines()] == [0, 1, 2]
+    assert [r["iter"] for r in result["curve"]] == [2, 3]   # rank 0's learning curve, between the ranks' steps
     assert result["snapshot"].is_file()
     assert made[0].finished == {1: 3}
     assert np.isfinite(result["losses"]["total"])
+
+
+def test_the_main_gpu_is_rank_0s():
+    from gpsnet.train import TrainOptions
+    assert TrainOptions(gpus="3,1").main_gpu == 3
+    assert TrainOptions(gpu=2).main_gpu == 2
+    assert TrainOptions().main_gpu is None
 
 
 def test_gpus_on_a_cpu_only_build_fails_before_any_work(tmp_path):

@@ -174,6 +174,11 @@ class TrainOptions:
     test_net: str | None = None         # the learning curve's test prototxt (with net)
     overrides: list[str] | None = None  # --set KEY=VALUE: NetConfig fields replaced (nets.config.override)
 
+    @property
+    def main_gpu(self) -> int | None:
+        """The GPU of this process: ``--gpu``, or rank 0's of ``--gpus`` (None: the CPU)."""
+        return parse_gpus(self.gpus)[0] if self.gpus is not None else self.gpu
+
     def with_schedule(self, schedule: Schedule) -> "TrainOptions":
         return replace(self, solver=schedule.solver, lr=schedule.base_lr, lr_policy=schedule.lr_policy)
 
@@ -411,12 +416,11 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     check_options(args)
     import caffe
     from gpsnet.device import check_gpu, use_device
-    use_device(caffe, args.gpu)     # first: a bad --gpu fails before any data or run folder is made
-    if args.gpus is not None:
-        gpus = parse_gpus(args.gpus)
-        for gpu in gpus:
+    if args.gpus is not None:       # first: a bad --gpu(s) fails before any data or run folder is made
+        for gpu in parse_gpus(args.gpus):
             check_gpu(caffe, gpu, "--gpus")
-        use_device(caffe, gpus[0])
+    use_device(caffe, args.main_gpu)
+    if args.gpus is not None:
         if not caffe.has_nccl():
             raise ValueError(f"--gpus {args.gpus}: this pycaffe is built without NCCL ({caffe.__file__}); "
                              "scripts/build_fork --cuda builds with it where nccl.h and libnccl are found "
@@ -604,7 +608,7 @@ class Run:
         test_text = (read_net_prototxt(Path(args.test_net), "--test-net") if args.test_net
                      else net_param_text(args.variant, self.cfg, False))
         curve = LearningCurve(self.solver.net, args.variant, self.cfg, test_text, self.root, args.eval_split,
-                              args.eval_limit, self.out, gpu=args.gpu, other_weights=tuple(self.curve_weights))
+                              args.eval_limit, self.out, gpu=args.main_gpu, other_weights=tuple(self.curve_weights))
         if args.resume and (self.out / "curve.json").is_file():
             curve.rows = [r for r in json.loads((self.out / "curve.json").read_text()) if r["iter"] <= start]
         return curve
