@@ -1,9 +1,11 @@
 # GPSNet-Caffe image: Debian 12 (the OS CI builds on), the fork built by the same scripts CI runs
 # (install_system_deps, fetch_caffe, setup_python, build_fork), in two stages: `build` holds compilers,
-# -dev packages, the CUDA toolkit and the build tree; the final stage only what runs (the install prefix,
-# the venv with the project, the Debian runtime packages those link, the CUDA runtime libraries).
+# -dev packages, the CUDA toolkit and the build tree (with the C++ tests of the CUDA build); the final
+# stage only what runs (the install prefix, the venv with the project, the Debian runtime packages those
+# link, the CUDA runtime libraries: no nvcc, no headers).
 #
-#   docker build -t gpsnet .                                   # CUDA build for sm_90 (H100)
+#   docker build -t gpsnet .                                   # CUDA build for sm_90 (H100), cuDNN, NCCL
+#   docker build --build-arg CUDA_SOURCE=pypi -t gpsnet .     # the toolkit from PyPI's pinned wheels only
 #   docker build --build-arg CUDA_ARCH_BIN="80 90" -t gpsnet .
 #   docker build --build-arg FLAVOUR=cpu -t gpsnet:cpu .      # CPU_ONLY, no CUDA toolkit
 #   docker build --build-arg GPSNET_FETCH=apt ...             # Caffe from Debian's source package (no GitHub)
