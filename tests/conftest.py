@@ -1,9 +1,77 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and the suite's two lanes.
+
+The lanes: a test module may define ``start_background(work: Path, threads: int)``, which starts its
+minutes-long training (the overfit check, ``tests/test_learning.py``) and returns a job with
+``results()`` and ``stop()``. Once collection is done, the selected modules' jobs start at once and
+train on their share of the cores while the other tests run on the rest; the module's fixture then
+waits for ``results()`` (``background_job``), and its tests run last. Each process of the suite runs with its lane's OpenMP
+threads (half the cores each; the whole machine for a job whose module is all that is selected): two
+processes that each take every core are many times slower (docs/fork.md "CPU threads"). A test that
+compares thread counts sets them in its own subprocesses.
+"""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+CORES = os.cpu_count() or 1
+LANE_THREADS = max(1, CORES // 2)
+# before any test module imports caffe (libgomp reads it once per process); the caller's value wins
+os.environ.setdefault("OMP_NUM_THREADS", str(LANE_THREADS))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(LANE_THREADS))
+
+BACKGROUND = pytest.StashKey[dict[str, Any]]()   # module name -> its started job
+BACKGROUND_DIRS = pytest.StashKey[list[Path]]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of modules with a ``start_background`` job run last: they wait for it."""
+    items.sort(key=lambda item: hasattr(getattr(item, "module", None), "start_background"))  # stable
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Starts the ``start_background`` jobs of the selected modules."""
+    modules = {m for m in (getattr(item, "module", None) for item in session.items) if m is not None}
+    starters = [m for m in modules if hasattr(m, "start_background")]
+    jobs: dict[str, Any] = {}
+    dirs: list[Path] = []
+    session.config.stash[BACKGROUND] = jobs
+    session.config.stash[BACKGROUND_DIRS] = dirs
+    if not starters or session.config.option.collectonly:
+        return
+    threads = CORES if len(starters) == len(modules) else max(1, (CORES - LANE_THREADS) // len(starters))
+    for module in sorted(starters, key=lambda m: m.__name__):
+        work = Path(tempfile.mkdtemp(prefix=f"gpsnet-{module.__name__.rsplit('.', 1)[-1]}-"))
+        dirs.append(work)
+        try:
+            jobs[module.__name__] = module.start_background(work, threads)
+        except Exception as err:   # raised by the module's fixture, in its tests
+            jobs[module.__name__] = err
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Ends the jobs no test waited for (a stopped or deselected run) and removes their folders."""
+    for job in session.config.stash.get(BACKGROUND, {}).values():
+        if not isinstance(job, Exception):
+            job.stop()
+    for work in session.config.stash.get(BACKGROUND_DIRS, []):
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def background_job(request: pytest.FixtureRequest) -> Any:
+    """The job this module's ``start_background`` started after collection (None where none was
+    started: call it yourself); the fixture hands it over once, and raises what starting it raised."""
+    job = request.config.stash.get(BACKGROUND, {}).pop(request.module.__name__, None)
+    if isinstance(job, Exception):
+        raise job
+    return job
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,9 @@ their fillers), then run through the real inference path (the test net, the dete
 boxes, paste-back, the predictions folder of ``gpsnet eval``) and the real evaluator on *those*
 images. A pipeline that cannot memorise them has a bug in its targets, frames, paste-back or
 scoring. Detection and parsing are asserted separately, so a failure says which one broke.
-It trains on both cores (``gpsnet.experiments.overfit``, which also sweeps the iteration count and
-other variants: docs/learning.md, section 2).
+The training starts as soon as collection is done and runs beside the other tests, on its share
+of the cores (``start_background``, the suite's lanes in ``conftest.py``); ``gpsnet.experiments.overfit``
+also sweeps the iteration count and other variants (docs/learning.md, section 2).
 
 It trains with the ground-truth faces (``--set train_faces=gt``), not the default
 detector's faces: this check is of the pipeline, and with the ground-truth faces about 80 % of the
@@ -26,9 +27,12 @@ pytestmark = pytest.mark.slow   # trains for minutes (pyproject markers)
 if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
-from gpsnet.experiments.overfit import Overfit, overfit  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-# GPSNet alone, on both cores: with the ground-truth faces about 80 % of its RoIs take the adjusted
+from gpsnet.experiments.overfit import Overfit, OverfitJob, start  # noqa: E402
+
+# GPSNet alone (the thread count does not change the result: tests/test_cpu_threads.py): with the ground-truth faces about 80 % of its RoIs take the adjusted
 # path and the others the plain RoIAlign one, so it covers what loc's check covered (loc's own numbers:
 # the sweep, docs/learning.md section 2).
 OVERFIT = Overfit(variants=("ad_fuse",), images=4, data_seed=5, iters=500, pretrained=True, threads=2)
@@ -37,9 +41,15 @@ MIN_AP50 = 0.8
 MIN_BOX_RECALL = 0.9
 
 
+def start_background(work: Path, threads: int) -> OverfitJob:
+    """The overfit training, started by conftest.py once collection is done."""
+    return start(work, replace(OVERFIT, threads=threads))
+
+
 @pytest.fixture(scope="module")
-def overfit_results(tmp_path_factory) -> dict[str, dict]:
-    return overfit(tmp_path_factory.mktemp("overfit"), OVERFIT)
+def overfit_results(background_job, tmp_path_factory) -> dict[str, dict]:
+    job = background_job or start(tmp_path_factory.mktemp("overfit"), OVERFIT)
+    return job.results()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

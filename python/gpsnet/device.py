@@ -44,12 +44,12 @@ def check_gpu(caffe: Any, gpu: int, option: str = "--gpu") -> None:
         raise ValueError(f"{option} {gpu}: the CUDA runtime ({cudart}) sees {count} GPU(s)")
 
 
-def use_device(caffe: Any, gpu: int | None) -> None:
+def use_device(caffe: Any, gpu: int | None, option: str = "--gpu") -> None:
     """Caffe's mode: the CPU for ``gpu`` None, else GPU ``gpu`` (``check_gpu`` first: a ValueError
-    where Caffe would abort)."""
+    naming ``option`` where Caffe would abort)."""
     if gpu is None:
         caffe.set_mode_cpu()
         return
-    check_gpu(caffe, gpu)
+    check_gpu(caffe, gpu, option)
     caffe.set_device(gpu)
     caffe.set_mode_gpu()

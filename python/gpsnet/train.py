@@ -416,10 +416,11 @@ def train(args: TrainOptions, cfg: NetConfig | None = None,
     check_options(args)
     import caffe
     from gpsnet.device import check_gpu, use_device
-    if args.gpus is not None:       # first: a bad --gpu(s) fails before any data or run folder is made
-        for gpu in parse_gpus(args.gpus):
-            check_gpu(caffe, gpu, "--gpus")
-    use_device(caffe, args.main_gpu)
+    # first: a bad --gpu(s) fails before any data or run folder is made; rank 0's GPU is checked by use_device
+    ranks_gpus = parse_gpus(args.gpus) if args.gpus is not None else []
+    use_device(caffe, args.main_gpu, "--gpus" if ranks_gpus else "--gpu")
+    for gpu in ranks_gpus[1:]:
+        check_gpu(caffe, gpu, "--gpus")
     if args.gpus is not None:
         if not caffe.has_nccl():
             raise ValueError(f"--gpus {args.gpus}: this pycaffe is built without NCCL ({caffe.__file__}); "

@@ -4,7 +4,7 @@ without augmentation, with the ground-truth faces, then ``gpsnet eval`` on those
 
 ``python -m gpsnet.experiments.overfit --iters 300,500 [--start pretrained|scratch] [--out DIR]``
 runs it for each iteration count and prints one row per variant and count (AP^p at 0.5, avg.AP,
-box recall, wall seconds): the sweep behind the test's ``OVERFIT_ITERS`` (docs/learning.md, section 2).
+box recall, wall seconds): the sweep behind the test's ``OVERFIT.iters`` (docs/learning.md, section 2).
 """
 from __future__ import annotations
 
@@ -52,40 +52,66 @@ def make_data(root: Path, run: Overfit) -> Path:
     return root
 
 
+class OverfitJob:
+    """The training processes of one overfit run, started by ``start`` and running while the caller
+    goes on; ``results`` waits for them and evaluates, ``stop`` ends them (a caller that gives up)."""
+
+    def __init__(self, work: Path, run: Overfit) -> None:
+        from gpsnet import pretrain
+        from gpsnet.nets.solver import CPU_SCHEDULE
+        self.work, self.run = work, run
+        self.root = make_data(work / "data", run)
+        self.env = dict(os.environ, OPENBLAS_NUM_THREADS=str(run.threads), OMP_NUM_THREADS=str(run.threads),
+                        GLOG_minloglevel="2")
+        sets = [a for o in run.overrides for a in ("--set", o)]
+        starts = {v: ["--weights", str(pretrain.start_weights(pretrain.committed_model(SETTING), v, SETTING, work,
+                                                              overrides=list(run.overrides)))]
+                  if run.pretrained else [] for v in run.variants}
+        self.t0 = time.time()
+        self.procs = {v: subprocess.Popen(
+            _gpsnet("train", "--variant", v, "--setting", SETTING, "--data", str(self.root), "--iters", str(run.iters),
+                    *CPU_SCHEDULE.argv(), "--no-augment", *sets, *starts[v], "--out", str(work / v),
+                    "--display", "100", "--overwrite"),
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for v in run.variants}
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Waits for the training, then ``gpsnet eval`` of each variant on its training images: variant ->
+        its results.json, plus "log" (the ends of the training and evaluation output) and "wall_s" (from
+        the start). An AssertionError with the output where a step fails."""
+        results: dict[str, dict[str, Any]] = {}
+        for v, proc in self.procs.items():
+            out, _ = proc.communicate()
+            assert proc.returncode == 0, f"training {v} failed:\n{out[-3000:]}"
+            snaps = sorted((self.work / v / "snapshots").glob("*.caffemodel"))
+            assert snaps, out[-2000:]
+            ev = subprocess.run(_gpsnet("eval", "--variant", v, "--setting", SETTING, "--weights", str(snaps[-1]),
+                                        "--data", str(self.root), "--split", "train",
+                                        "--out", str(self.work / f"{v}-eval")),
+                                env=self.env, capture_output=True, text=True)
+            assert ev.returncode == 0, ev.stdout + ev.stderr
+            results[v] = json.loads((self.work / f"{v}-eval" / "results.json").read_text())
+            results[v]["log"] = out[-1500:] + ev.stdout[-1500:]
+        for r in results.values():
+            r["wall_s"] = round(time.time() - self.t0, 1)
+        return results
+
+    def stop(self) -> None:
+        """Ends the training processes that still run (no results afterwards)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def start(work: Path, run: Overfit) -> OverfitJob:
+    """Starts training ``run.variants`` in ``work`` (one process each, ``run.threads`` threads each) and
+    returns at once."""
+    return OverfitJob(work, run)
+
+
 def overfit(work: Path, run: Overfit) -> dict[str, dict[str, Any]]:
-    """Train ``run.variants`` in ``work`` (one process each, ``run.threads`` threads each) and evaluate each on its
-    training images: variant -> ``gpsnet eval``'s results.json, plus "log" (the ends of the training
-    and evaluation output) and "wall_s". An AssertionError with the output where a step fails."""
-    from gpsnet import pretrain
-    from gpsnet.nets.solver import CPU_SCHEDULE
-    root = make_data(work / "data", run)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(run.threads), OMP_NUM_THREADS=str(run.threads),
-               GLOG_minloglevel="2")
-    sets = [a for o in run.overrides for a in ("--set", o)]
-    starts = {v: ["--weights", str(pretrain.start_weights(pretrain.committed_model(SETTING), v, SETTING, work,
-                                                          overrides=list(run.overrides)))] if run.pretrained else []
-              for v in run.variants}
-    t0 = time.time()
-    procs = {v: subprocess.Popen(
-        _gpsnet("train", "--variant", v, "--setting", SETTING, "--data", str(root), "--iters", str(run.iters),
-                *CPU_SCHEDULE.argv(), "--no-augment", *sets, *starts[v], "--out", str(work / v),
-                "--display", "100", "--overwrite"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for v in run.variants}
-    results: dict[str, dict[str, Any]] = {}
-    for v, proc in procs.items():
-        out, _ = proc.communicate()
-        assert proc.returncode == 0, f"training {v} failed:\n{out[-3000:]}"
-        snaps = sorted((work / v / "snapshots").glob("*.caffemodel"))
-        assert snaps, out[-2000:]
-        ev = subprocess.run(_gpsnet("eval", "--variant", v, "--setting", SETTING, "--weights", str(snaps[-1]),
-                                    "--data", str(root), "--split", "train", "--out", str(work / f"{v}-eval")),
-                            env=env, capture_output=True, text=True)
-        assert ev.returncode == 0, ev.stdout + ev.stderr
-        results[v] = json.loads((work / f"{v}-eval" / "results.json").read_text())
-        results[v]["log"] = out[-1500:] + ev.stdout[-1500:]
-    for r in results.values():
-        r["wall_s"] = round(time.time() - t0, 1)
-    return results
+    """Train ``run.variants`` in ``work`` and evaluate each on its training images (``OverfitJob.results``)."""
+    return start(work, run).results()
 
 
 def main(argv: list[str] | None = None) -> int:
