@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from gpsnet.threads import thread_env
+
 CORES = os.cpu_count() or 1
 LANE_THREADS = max(1, CORES // 2)
 # before any test module imports caffe (libgomp reads it once per process); the caller's value wins
-os.environ.setdefault("OMP_NUM_THREADS", str(LANE_THREADS))
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(LANE_THREADS))
+for _name, _value in thread_env(LANE_THREADS).items():
+    os.environ.setdefault(_name, _value)
 
 BACKGROUND = pytest.StashKey[dict[str, Any]]()   # module name -> its started job
 BACKGROUND_DIRS = pytest.StashKey[list[Path]]()

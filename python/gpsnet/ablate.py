@@ -32,6 +32,7 @@ from gpsnet.nets.config import SETTINGS, add_set_arg
 from gpsnet.nets.prototxt import snapshot_name
 from gpsnet.nets.solver import CPU_SCHEDULE
 from gpsnet.nets.variants import spec_of, table_order, variants
+from gpsnet.threads import thread_env
 from gpsnet.weights import file_sha1
 
 ABLATION_SEEDS = (0, 1, 2)   # the paper's protocol here: three training seeds of every variant
@@ -123,7 +124,7 @@ def run_parallel(jobs: list[tuple[str, int]], args: argparse.Namespace, root: Pa
     import os
     todo = [(v, s) for v, s in jobs if not (args.out / f"{v}-s{s}" / "eval" / "results.json").is_file()]
     base = strip_options(argv, {"--variants", "--seeds", "--extra-seeds", "--jobs", "--data"})
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")   # one core each (BLAS and the fork's threads)
+    env = dict(os.environ, **thread_env(1))   # one core each (BLAS and the fork's threads)
     running: list[tuple[str, int, subprocess.Popen[bytes], IO[str]]] = []
     failed = []
     received: list[int] = []

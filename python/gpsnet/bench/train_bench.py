@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gpsnet.bench import GEMM_SHAPE   # imports nothing: the thread counts are set before NumPy loads
+from gpsnet.threads import thread_env  # (standard library only)
 
 ROOT = Path(__file__).resolve().parents[3]
 INSTALL_TORCH = (
@@ -66,8 +67,7 @@ def twin_env(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
 
 
 def set_threads(threads: int) -> None:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
+    os.environ.update(thread_env(threads))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

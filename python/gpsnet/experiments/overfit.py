@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpsnet.threads import thread_env
+
 SETTING = "small"
 
 
@@ -61,8 +63,7 @@ class OverfitJob:
         from gpsnet.nets.solver import CPU_SCHEDULE
         self.work, self.run = work, run
         self.root = make_data(work / "data", run)
-        self.env = dict(os.environ, OPENBLAS_NUM_THREADS=str(run.threads), OMP_NUM_THREADS=str(run.threads),
-                        GLOG_minloglevel="2")
+        self.env = dict(os.environ, **thread_env(run.threads), GLOG_minloglevel="2")
         sets = [a for o in run.overrides for a in ("--set", o)]
         starts = {v: ["--weights", str(pretrain.start_weights(pretrain.committed_model(SETTING), v, SETTING, work,
                                                               overrides=list(run.overrides)))]
