@@ -76,6 +76,21 @@ def background_job(request: pytest.FixtureRequest) -> Any:
     return job
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temp_files_under_basetemp(tmp_path_factory):
+    """The temporary files of the tests and of their children (those that abort on purpose leave
+    theirs) go under pytest's basetemp, which pytest prunes, not into /tmp."""
+    tmp = tmp_path_factory.mktemp("tmp")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp)
+    yield tmp
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """A tiny generated GPS-layout data set (10 images of 64 px, split 3:1:1), read-only for the tests."""

@@ -1,6 +1,5 @@
 """The detector / mask Python layers inside pycaffe nets, on hand-made inputs."""
 import json
-import tempfile
 
 import numpy as np
 import pytest
@@ -9,13 +8,11 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet.detection.anchors import base_anchors, shifted_anchors  # noqa: E402
 from gpsnet.detection.targets import mask_targets  # noqa: E402
-from gpsnet.reference.nets import input_layer  # noqa: E402
+from gpsnet.reference.nets import input_layer, text_net  # noqa: E402
 
 
 def _net(text: str):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    return caffe.Net(f.name, caffe.TEST)
+    return text_net(text)
 
 
 def _python(name, module, layer, bottoms, tops, params, extra=""):
