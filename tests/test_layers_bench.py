@@ -22,6 +22,15 @@ def test_bench_layers_small_runs_on_cpu():
     assert "torchvision" in out
 
 
+def test_bench_layers_numpy_iters_0_skips_the_reference_and_iters_0_is_refused():
+    bench = [sys.executable, str(ROOT / "scripts" / "bench_layers"), "--small"]
+    proc = subprocess.run([*bench, "--iters", "1", "--numpy-iters", "0"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("numpy reference (CPU)          skipped (--numpy-iters 0)") == 3
+    bad = subprocess.run([*bench, "--iters", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "argument --iters: 0 is below 1" in bad.stderr
+
+
 def test_bench_detection_runs_and_checks_the_tops(tmp_path):
     """scripts/bench_detection (tiny setting, 2 passes): every row, both sides timed, the C++ tops
     consistent with the Python ones (exit 0), the JSON written; a bad --iters is refused."""

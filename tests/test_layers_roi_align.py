@@ -122,3 +122,21 @@ nets.run_layer(net, [np.zeros((1, 1, 4, 4)), rois])
 """)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sampling_ratio", [60, 130])
+def test_roi_align_with_more_samples_than_one_tap_table(sampling_ratio):
+    """The CPU loops compute the bilinear taps of a table of bins once for all the channels
+    (roi_util::kTapTable samples): 60 x 60 samples a bin split 3 x 3 bins into several tables,
+    130 x 130 a bin is more than one table holds (each bin alone)."""
+    rng = np.random.default_rng(sampling_ratio)
+    feats = rng.normal(size=(2, 2, 12, 13)).astype(np.float32)
+    rois = random_rois(rng, 4, 2, 13, 12)
+    params = dict(pooled_h=3, pooled_w=3, spatial_scale=1.0, sampling_ratio=sampling_ratio, aligned=True)
+    net = nets.layer_net("RoIAlign", [feats.shape, rois.shape], 1, "roi_align_param", params)
+    want = roi_align(feats, rois, 3, 3, 1.0, sampling_ratio, True)
+    top_diff = rng.normal(size=want.shape).astype(np.float32)
+    (top,), (grad, _) = nets.run_layer(net, [feats, rois], [top_diff])
+    np.testing.assert_allclose(top, want, atol=10 * TOL, rtol=10 * TOL)   # float32 sums of 3600+ samples
+    want_grad = roi_align_backward(top_diff, feats.shape, rois, 3, 3, 1.0, sampling_ratio, True)
+    np.testing.assert_allclose(grad, want_grad, atol=10 * TOL, rtol=10 * TOL)

@@ -89,27 +89,41 @@ GPSNET_HOST_DEVICE inline bool bilinear_taps(const int height, const int width,
   return true;
 }
 
+// The value of a sample's taps on a map of the given width.
+template <typename Dtype>
+GPSNET_HOST_DEVICE inline Dtype tap_sum(const Dtype* data, const int width,
+    const BilinearTaps<Dtype>& t) {
+  return t.w_ll * data[t.y_low * width + t.x_low] + t.w_lh * data[t.y_low * width + t.x_high]
+       + t.w_hl * data[t.y_high * width + t.x_low] + t.w_hh * data[t.y_high * width + t.x_high];
+}
+
+// Scatters g times a sample's tap weights into diff with `add(value, address)` (plain += on
+// the CPU, an atomic add on the GPU).
+template <typename Dtype, typename Adder>
+GPSNET_HOST_DEVICE inline void tap_scatter(Dtype* diff, const int width,
+    const BilinearTaps<Dtype>& t, const Dtype g, Adder add) {
+  add(g * t.w_ll, diff + t.y_low * width + t.x_low);
+  add(g * t.w_lh, diff + t.y_low * width + t.x_high);
+  add(g * t.w_hl, diff + t.y_high * width + t.x_low);
+  add(g * t.w_hh, diff + t.y_high * width + t.x_high);
+}
+
 // Bilinear sample of one height x width map; `outside` where bilinear_taps says outside.
 template <typename Dtype>
 GPSNET_HOST_DEVICE inline Dtype bilinear_sample(const Dtype* data, const int height,
     const int width, const Dtype y, const Dtype x, const Dtype outside) {
   BilinearTaps<Dtype> t;
   if (!bilinear_taps(height, width, y, x, &t)) return outside;
-  return t.w_ll * data[t.y_low * width + t.x_low] + t.w_lh * data[t.y_low * width + t.x_high]
-       + t.w_hl * data[t.y_high * width + t.x_low] + t.w_hh * data[t.y_high * width + t.x_high];
+  return tap_sum(data, width, t);
 }
 
-// Scatters g times the bilinear weights of (y, x) into diff with `add(value, address)`
-// (plain += on the CPU, an atomic add on the GPU).
+// Scatters g times the bilinear weights of (y, x) into diff (tap_scatter); nothing outside.
 template <typename Dtype, typename Adder>
 GPSNET_HOST_DEVICE inline void bilinear_scatter(Dtype* diff, const int height, const int width,
     const Dtype y, const Dtype x, const Dtype g, Adder add) {
   BilinearTaps<Dtype> t;
   if (!bilinear_taps(height, width, y, x, &t)) return;
-  add(g * t.w_ll, diff + t.y_low * width + t.x_low);
-  add(g * t.w_lh, diff + t.y_low * width + t.x_high);
-  add(g * t.w_hl, diff + t.y_high * width + t.x_low);
-  add(g * t.w_hh, diff + t.y_high * width + t.x_high);
+  tap_scatter(diff, width, t, g, add);
 }
 
 struct HostAdder {
@@ -198,6 +212,64 @@ GPSNET_HOST_DEVICE inline void roi_align_bin_backward(Dtype* channel_diff, const
     for (int ix = 0; ix < g.grid_w; ++ix) {
       bilinear_scatter(channel_diff, height, width, y, sample_x(g, pw, ix), gr, add);
     }
+  }
+}
+
+// The CPU layers' loops compute the taps of a bin's samples once for all the channels
+// (roi_align_bin recomputes them for each channel, as the GPU's one thread per output does).
+// A sample outside the map has valid = false and adds nothing, as in roi_align_bin.
+template <typename Dtype>
+struct SampleTaps {
+  BilinearTaps<Dtype> t;
+  bool valid;
+};
+
+// Samples of a tap table (a bin with more, of a large fixed sampling_ratio, is a table alone).
+const int kTapTable = 4 * kMaxAdaptiveGrid * kMaxAdaptiveGrid;
+
+// Bins of grid g whose taps one table holds: those that fit in kTapTable samples, at least one.
+template <typename Dtype>
+inline int bins_per_table(const RoIGrid<Dtype>& g) {
+  const int per_bin = g.grid_h * g.grid_w;
+  if (per_bin <= 0) return kTapTable;  // bins without samples: nothing to hold
+  return per_bin < kTapTable ? kTapTable / per_bin : 1;
+}
+
+// The taps of bins [first, last) of grid g (bin b = ph * pooled_w + pw), grid_h * grid_w
+// samples per bin in roi_align_bin's order, into out.
+template <typename Dtype>
+inline void bin_taps(const int height, const int width, const RoIGrid<Dtype>& g,
+    const int pooled_w, const int first, const int last, SampleTaps<Dtype>* out) {
+  for (int b = first; b < last; ++b) {
+    const int ph = b / pooled_w, pw = b % pooled_w;
+    for (int iy = 0; iy < g.grid_h; ++iy) {
+      const Dtype y = sample_y(g, ph, iy);
+      for (int ix = 0; ix < g.grid_w; ++ix, ++out) {
+        out->valid = bilinear_taps(height, width, y, sample_x(g, pw, ix), &out->t);
+      }
+    }
+  }
+}
+
+// roi_align_bin on one channel from the bin's `samples` precomputed taps s.
+template <typename Dtype>
+inline Dtype roi_align_bin_taps(const Dtype* channel, const int width,
+    const SampleTaps<Dtype>* s, const int samples, const Dtype count) {
+  Dtype sum = 0;
+  for (int i = 0; i < samples; ++i) {
+    if (s[i].valid) sum += tap_sum(channel, width, s[i].t);
+  }
+  return sum / count;
+}
+
+// roi_align_bin_backward on one channel from the bin's precomputed taps s.
+template <typename Dtype, typename Adder>
+inline void roi_align_bin_taps_backward(Dtype* channel_diff, const int width,
+    const SampleTaps<Dtype>* s, const int samples, const Dtype top_diff, const Dtype count,
+    Adder add) {
+  const Dtype gr = top_diff / count;
+  for (int i = 0; i < samples; ++i) {
+    if (s[i].valid) tap_scatter(channel_diff, width, s[i].t, gr, add);
   }
 }
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -43,24 +44,37 @@ template void CheckRoIsBatchIndex(const Blob<double>&, int, const std::string&);
 // CPU threads (OpenMP, docs/fork.md "CPU threads"): the forward pass splits the RoIs (each writes
 // its own top rows); the backward pass splits the channels, and each thread adds the RoIs of its
 // channels in RoI order, the single-threaded order, so that the result is the same bit for bit
-// with any number of threads.
+// with any number of threads. Both compute the taps of a table of bins once for all the channels
+// (roi_util::bin_taps).
 template <typename Dtype>
 void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* top) {
+  const int bins = c.pooled_h * c.pooled_w;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel
 #endif
-  for (int n = 0; n < num_rois; ++n) {
-    const Dtype* roi = rois + 5 * n;
-    const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
-        Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
-    const Dtype* image = bottom + static_cast<int>(roi[0]) * channels * height * width;
-    for (int ch = 0; ch < channels; ++ch) {
-      const Dtype* plane = image + ch * height * width;
-      Dtype* out = top + (n * channels + ch) * c.pooled_h * c.pooled_w;
-      for (int ph = 0; ph < c.pooled_h; ++ph) {
-        for (int pw = 0; pw < c.pooled_w; ++pw) {
-          out[ph * c.pooled_w + pw] = roi_util::roi_align_bin(plane, height, width, g, ph, pw);
+  {
+    std::vector<roi_util::SampleTaps<Dtype> > taps;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int n = 0; n < num_rois; ++n) {
+      const Dtype* roi = rois + 5 * n;
+      const roi_util::RoIGrid<Dtype> g = roi_util::roi_grid<Dtype>(roi + 1,
+          Dtype(c.spatial_scale), c.pooled_h, c.pooled_w, c.sampling_ratio, c.aligned);
+      const int per_bin = g.grid_h * g.grid_w, table = roi_util::bins_per_table(g);
+      const Dtype* image = bottom + static_cast<int>(roi[0]) * channels * height * width;
+      for (int first = 0; first < bins; first += table) {
+        const int last = std::min(bins, first + table);
+        taps.resize(std::max<size_t>(taps.size(), static_cast<size_t>(last - first) * per_bin + 1));
+        roi_util::bin_taps(height, width, g, c.pooled_w, first, last, taps.data());
+        for (int ch = 0; ch < channels; ++ch) {
+          const Dtype* plane = image + ch * height * width;
+          Dtype* out = top + (n * channels + ch) * bins;
+          for (int b = first; b < last; ++b) {
+            out[b] = roi_util::roi_align_bin_taps(plane, width, &taps[(b - first) * per_bin],
+                                                  per_bin, g.count);
+          }
         }
       }
     }
@@ -70,26 +84,46 @@ void RoIAlignForwardCPU(const Dtype* bottom, int channels, int height, int width
 template <typename Dtype>
 void RoIAlignBackwardCPU(const Dtype* top_diff, int channels, int height, int width,
     int num_rois, const Dtype* rois, const RoIAlignConfig& c, Dtype* bottom_diff) {
+  const int bins = c.pooled_h * c.pooled_w;
+  // The (RoI, bin) items in order, cut into tables of at most kTapTable samples (an item with
+  // more alone); per table one parallel loop over the channels.
   std::vector<roi_util::RoIGrid<Dtype> > grids(num_rois);
   for (int n = 0; n < num_rois; ++n) {
     grids[n] = roi_util::roi_grid<Dtype>(rois + 5 * n + 1, Dtype(c.spatial_scale), c.pooled_h,
                                          c.pooled_w, c.sampling_ratio, c.aligned);
   }
+  std::vector<roi_util::SampleTaps<Dtype> > taps;
+  std::vector<int> start;   // the first sample of each item of the table, and the end
+  const long items = static_cast<long>(num_rois) * bins;
+  for (long first = 0; first < items;) {
+    start.assign(1, 0);
+    long last = first;
+    while (last < items) {
+      const roi_util::RoIGrid<Dtype>& g = grids[last / bins];
+      const int per_bin = g.grid_h * g.grid_w;
+      if (last > first && start.back() + per_bin > roi_util::kTapTable) break;
+      start.push_back(start.back() + per_bin);
+      ++last;
+    }
+    taps.resize(std::max<size_t>(taps.size(), static_cast<size_t>(start.back()) + 1));
+    for (long q = first; q < last; ++q) {
+      const int n = static_cast<int>(q / bins), b = static_cast<int>(q % bins);
+      roi_util::bin_taps(height, width, grids[n], c.pooled_w, b, b + 1, &taps[start[q - first]]);
+    }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-  for (int ch = 0; ch < channels; ++ch) {
-    for (int n = 0; n < num_rois; ++n) {
-      const int image = static_cast<int>(rois[5 * n]);
-      Dtype* plane = bottom_diff + (image * channels + ch) * height * width;
-      const Dtype* tdiff = top_diff + (n * channels + ch) * c.pooled_h * c.pooled_w;
-      for (int ph = 0; ph < c.pooled_h; ++ph) {
-        for (int pw = 0; pw < c.pooled_w; ++pw) {
-          roi_util::roi_align_bin_backward(plane, height, width, grids[n], ph, pw,
-              tdiff[ph * c.pooled_w + pw], roi_util::HostAdder());
-        }
+    for (int ch = 0; ch < channels; ++ch) {
+      for (long q = first; q < last; ++q) {
+        const int n = static_cast<int>(q / bins), b = static_cast<int>(q % bins);
+        const int image = static_cast<int>(rois[5 * n]);
+        Dtype* plane = bottom_diff + (image * channels + ch) * height * width;
+        const Dtype tdiff = top_diff[(n * channels + ch) * bins + b];
+        roi_util::roi_align_bin_taps_backward(plane, width, &taps[start[q - first]],
+            start[q - first + 1] - start[q - first], tdiff, grids[n].count, roi_util::HostAdder());
       }
     }
+    first = last;
   }
 }
 
