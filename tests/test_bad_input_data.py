@@ -14,6 +14,7 @@ from PIL import Image
 
 from gpsnet.classes import CLASS_ID
 from gpsnet.data import converters, synthetic
+from gpsnet.data.batch import BatchParams, BatchPrefetcher
 from gpsnet.data.layout import (GPSDataError, GPSDataset, annotation_path, check_image_id, image_id_of_file,
                                 image_path, list_path, load_sample, read_image, read_label, read_split,
                                 write_sample, write_split)
@@ -124,6 +125,28 @@ def test_jpeg_with_zeroed_scan_data_is_an_error_without_libjpeg_noise(root: Path
     assert "Corrupt JPEG data" not in capfd.readouterr().err   # reported once, as the error
     with pytest.raises(GPSDataError, match="corrupt JPEG data"):
         GPSDataset(root, "train")[0]
+
+
+def test_prefetcher_names_a_corrupt_jpeg_from_the_consumers_thread(root: Path,
+                                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    """The background thread leaves libjpeg's check to `next` (the stderr it catches is the
+    process's); the run still stops with the error naming the file, on this and later calls."""
+    write_sample(root, "im2", _image(), [_person()])
+    write_split(root, "train", ["im2", "im1"])
+    p = image_path(root, "im1")
+    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
+    start, end = _scan_range(bytes(data))
+    data[start:end] = bytes(end - start)
+    p.write_bytes(bytes(data))
+    pf = BatchPrefetcher(BatchParams.from_dict({"root": str(root), "size": 33, "batch_size": 1, "shuffle": False}))
+    try:
+        assert pf.next()["data"].shape == (1, 3, 33, 33)          # im2
+        for _ in range(2):
+            with pytest.raises(GPSDataError, match=r"im1\.jpg: corrupt JPEG data \(libjpeg: Corrupt JPEG data"):
+                pf.next()
+    finally:
+        pf.close()
+    assert "Corrupt JPEG data" in capfd.readouterr().err   # libjpeg's own line, from the background decode
 
 
 def test_jpeg_bytes_named_png_are_rejected(root: Path, tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """make_batch (the data layer's augmentation and tops, without pycaffe) and the prefetcher."""
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -156,6 +159,31 @@ def test_param_validation(tiny: Path) -> None:
         _params(tiny, scales=[1.5, 0.5])
     p = BatchParams.from_json('{"root": "r", "size": 513}')
     assert p.label_cells == 65 and p.batch_size == 2 and p.scales == (0.5, 1.5) and p.mirror
+
+
+def test_prefetcher_never_points_stderr_elsewhere_from_its_thread(synth: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caffe logs from the consumer's thread while the background thread decodes: that thread must
+    not move file descriptor 2 (the lines of that time went to a memory file, and were lost when the
+    process ended first). The consumer checks each image once, moving it only in its own thread."""
+    moves: list[str] = []
+    dup2 = os.dup2
+
+    def spy(fd: int, fd2: int, inheritable: bool = True) -> int:
+        if fd2 == 2:
+            moves.append(threading.current_thread().name)
+        return dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(os, "dup2", spy)
+    pf = BatchPrefetcher(_params(synth))
+    try:
+        for _ in range(4):
+            pf.next()
+        time.sleep(0.2)   # the thread works ahead meanwhile
+    finally:
+        pf.close()
+    consumer = threading.current_thread().name
+    assert moves and set(moves) == {consumer}, f"fd 2 moved by threads {sorted(set(moves))}"
 
 
 def test_prefetcher_skips_empty_images(synth: Path, tmp_path: Path) -> None:

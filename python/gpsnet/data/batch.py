@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import FACE, IGNORE_LABEL, flip_lut
-from gpsnet.data.layout import GPSDataset, Sample, mask_box
+from gpsnet.data.layout import GPSDataError, GPSDataset, Sample, image_path, mask_box, verify_image
 from gpsnet.geometry import feature_cells, to_net
 from gpsnet.nets.config import DEFAULT_CONFIG
 from gpsnet.typedconfig import json_object, make
@@ -205,13 +205,15 @@ class Shard:
 
 class SampleStream:
     """An endless stream of non-empty samples of a split, shuffled per epoch when `shuffle`;
-    ``shard``: one rank's share of each epoch (``Shard``).
+    ``shard``: one rank's share of each epoch (``Shard``); ``verify_decode``: `read_image`'s.
     Images without any person are skipped with one warning naming them."""
 
-    def __init__(self, dataset: GPSDataset, shuffle: bool, seed: int, shard: Shard = Shard()) -> None:
+    def __init__(self, dataset: GPSDataset, shuffle: bool, seed: int, shard: Shard = Shard(),
+                 verify_decode: bool = True) -> None:
         self.dataset = dataset
         self.shuffle = shuffle
         self.shard = shard
+        self.verify_decode = verify_decode
         self.rng = np.random.default_rng([seed, 1])
         self.skipped: set[str] = set()
 
@@ -224,7 +226,7 @@ class SampleStream:
                 image_id = self.dataset.ids[int(i)]
                 if image_id in self.skipped:
                     continue
-                s = self.dataset.load_nonempty(image_id)  # warns once: skipped afterwards
+                s = self.dataset.load_nonempty(image_id, self.verify_decode)  # warns once: skipped afterwards
                 if s is None:
                     self.skipped.add(image_id)
                     continue
@@ -237,13 +239,21 @@ class SampleStream:
 
 class BatchPrefetcher:
     """Prepares batches in a background thread, `params.prefetch` ahead of the consumer; ``shard``:
-    one rank's share of the data (its augmentation draws its own numbers)."""
+    one rank's share of the data (its augmentation draws its own numbers).
+
+    The background thread reads images with ``verify_decode=False``: the check of libjpeg's
+    messages catches the process's stderr, which Caffe writes to from the consumer's thread
+    (`gpsnet.data.layout._imdecode_with_messages`). `next`, in the consumer's thread, checks each
+    image of the batch it hands out with `verify_image` the first time it is used, so a corrupt
+    JPEG still stops the run with an error naming it (after libjpeg's own warning line)."""
 
     def __init__(self, params: BatchParams, dataset: GPSDataset | None = None, shard: Shard = Shard()) -> None:
         self.params = params
         self.shard = shard
         self.dataset = dataset if dataset is not None else GPSDataset(params.root, params.split)
-        self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(maxsize=params.prefetch)
+        self._verified: set[str] = set()
+        self._queue: queue.Queue[tuple[dict[str, np.ndarray], list[str]] | BaseException] = \
+            queue.Queue(maxsize=params.prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gps-prefetch", daemon=True)
         self._thread.start()
@@ -251,10 +261,11 @@ class BatchPrefetcher:
     def _run(self) -> None:
         rng = np.random.default_rng([self.params.seed, 2] + ([self.shard.rank] if self.shard.rank else []))
         try:
-            stream = iter(SampleStream(self.dataset, self.params.shuffle, self.params.seed, self.shard))
+            stream = iter(SampleStream(self.dataset, self.params.shuffle, self.params.seed, self.shard,
+                                       verify_decode=False))
             while not self._stop.is_set():
                 samples = [next(stream) for _ in range(self.params.batch_size)]
-                batch = make_batch(samples, self.params, rng)
+                batch = (make_batch(samples, self.params, rng), [s.image_id for s in samples])
                 while not self._stop.is_set():
                     try:
                         self._queue.put(batch, timeout=0.1)
@@ -269,7 +280,16 @@ class BatchPrefetcher:
         if isinstance(item, BaseException):
             self._queue.put(item)  # keep failing on later calls
             raise item
-        return item
+        batch, image_ids = item
+        for image_id in image_ids:
+            if image_id not in self._verified:
+                try:
+                    verify_image(image_path(self.dataset.root, image_id))
+                except GPSDataError as err:
+                    self._queue.put(err)  # keep failing on later calls
+                    raise
+                self._verified.add(image_id)
+        return batch
 
     def close(self) -> None:
         self._stop.set()

@@ -244,7 +244,14 @@ def _imdecode_with_messages(buf: np.ndarray, flags: int) -> tuple[np.ndarray | N
     """cv2.imdecode and the lines its decoder printed. libjpeg (inside OpenCV) reports corrupt
     data only as a warning printed on the process's stderr and still returns an image, so for
     the decode file descriptor 2 points at a memory file (under a lock); what other threads wrote
-    meanwhile is passed on to the real stderr afterwards."""
+    meanwhile is passed on to the real stderr afterwards.
+
+    Only for a thread that no other thread writes to stderr beside: the file descriptor is the
+    process's. A background thread must not call it while Caffe runs in the foreground: Caffe's
+    log lines of that time (a CHECK failure's message, the last lines before exit) would go to the
+    memory file, and be lost if the process ends before the decode does (in the images, 1 `caffe
+    test` in 10 lost its output that way). `BatchPrefetcher` therefore decodes with
+    ``verify_decode=False`` and has its consumer check each image once (`verify_image`)."""
     with _STDERR_LOCK:
         try:
             saved = os.dup(2)
@@ -269,18 +276,24 @@ def _imdecode_with_messages(buf: np.ndarray, flags: int) -> tuple[np.ndarray | N
     return img, mine
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, verify_decode: bool = True) -> np.ndarray:
     """A colour image as uint8 H x W x 3 BGR, its pixels as stored (EXIF orientation ignored).
     The one image reader of the project. GPSDataError for a missing, unreadable, truncated or
     corrupt file: a JPEG must have the structure `_check_jpeg_structure` checks and decode without
-    libjpeg reporting corrupt data; a PNG must have its signature and IEND chunk."""
+    libjpeg reporting corrupt data; a PNG must have its signature and IEND chunk.
+
+    ``verify_decode=False`` (for a background thread: `_imdecode_with_messages`) leaves out the one
+    check that needs the process's stderr, libjpeg's report of corrupt scan data: such a file then
+    decodes to an image, and libjpeg's warning goes to stderr as printed. Who reads so checks the
+    file with `verify_image` in the foreground before using the image."""
     path = Path(path)
     data = _read_bytes(path, "image")
     suffix = path.suffix.lower()
     buf = np.frombuffer(data, dtype=np.uint8)
     if suffix in JPEG_SUFFIXES:
         _check_jpeg_structure(path, data)
-        img, corrupt = _imdecode_with_messages(buf, IMAGE_READ_FLAGS)
+        img, corrupt = _imdecode_with_messages(buf, IMAGE_READ_FLAGS) if verify_decode else \
+            (cv2.imdecode(buf, IMAGE_READ_FLAGS), [])
         if corrupt:
             raise GPSDataError(f"{path}: corrupt JPEG data (libjpeg: {corrupt[0]})")
     else:
@@ -290,6 +303,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if img is None or img.ndim != 3 or img.shape[2] != 3:
         raise GPSDataError(f"{path}: unreadable or corrupt image")
     return img
+
+
+def verify_image(path: str | os.PathLike) -> None:
+    """GPSDataError when `read_image` refuses the file; run it where nothing else writes to stderr
+    (the thread that runs the net): it checks what ``verify_decode=False`` left out."""
+    read_image(path)
 
 
 def read_label_png(path: str | os.PathLike, what: str = "annotation",
@@ -408,10 +427,11 @@ def annotation_files(root: str | os.PathLike, image_id: str,
     return person_files(Path(root) / ANNOTATION_DIR, image_id, index)
 
 
-def load_sample(root: str | os.PathLike, image_id: str, index: AnnotationIndex | None = None) -> Sample:
-    """Read and validate one image and its annotations."""
+def load_sample(root: str | os.PathLike, image_id: str, index: AnnotationIndex | None = None,
+                verify_decode: bool = True) -> Sample:
+    """Read and validate one image and its annotations (``verify_decode``: `read_image`'s)."""
     img_file = image_path(root, image_id)
-    image = read_image(img_file)
+    image = read_image(img_file, verify_decode)
     files = annotation_files(root, image_id, index)
     h, w = image.shape[:2]
     labels = np.empty((len(files), h, w), dtype=np.uint8)
@@ -547,15 +567,16 @@ class GPSDataset:
         for image_id in self.ids:
             yield load_sample(self.root, image_id, self._index)
 
-    def load(self, image_id: str) -> Sample:
+    def load(self, image_id: str, verify_decode: bool = True) -> Sample:
+        """`load_sample` of a known id (``verify_decode``: `read_image`'s)."""
         if image_id not in self._known:
             raise GPSDataError(f"{list_path(self.root, self.split)}: unknown id {image_id!r}")
-        return load_sample(self.root, image_id, self._index)
+        return load_sample(self.root, image_id, self._index, verify_decode)
 
-    def load_nonempty(self, image_id: str) -> Sample | None:
+    def load_nonempty(self, image_id: str, verify_decode: bool = True) -> Sample | None:
         """The sample with empty persons removed; None (with one warning naming the image) when
         no person has any pixel."""
-        s = self.load(image_id)
+        s = self.load(image_id, verify_decode)
         keep = ~np.isnan(s.person_boxes[:, 0])
         if not keep.any():
             warnings.warn(f"{image_path(self.root, image_id)}: no person with any labelled pixel; "
