@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gpsnet.argtypes import int_at_least
 from gpsnet.reference.nets import input_layer, param_fields
 
 LAYERS: tuple[tuple[str, str, str], ...] = (
@@ -170,14 +171,12 @@ def check_tops(net) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="bench_detection", description=__doc__.splitlines()[0])
     ap.add_argument("--setting", default="small", choices=("small", "full", "tiny"))
-    ap.add_argument("--iters", type=int, default=30, help="timed passes of each layer (median)")
+    ap.add_argument("--iters", type=int_at_least(1), default=30, help="timed passes of each layer (median)")
     ap.add_argument("--data", type=Path, help="GPS-layout root (default: a synthetic one of 40 images)")
     ap.add_argument("--json", type=Path, help="write the table here")
     args = ap.parse_args(argv)
-    if args.iters < 1:
-        ap.error(f"--iters must be >= 1, got {args.iters}")
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
 

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from gpsnet.argtypes import int_at_least
 from gpsnet.classes import FACE, IGNORE_LABEL, NUM_CLASSES
 from gpsnet.data.outputs import make_folder, write_file
 
@@ -470,16 +471,8 @@ def first_images(ids: list[str], limit: int, option: str = "--limit") -> list[st
     return ids[:limit] if limit else list(ids)
 
 
-def image_limit(text: str) -> int:
-    """argparse type of the ``--limit``-like options: an integer >= 0 (0: all images)."""
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0: all images), got {value}")
-    return value
+image_limit = int_at_least(0, "0: all images")
+"""argparse type of the ``--limit``-like options: an integer >= 0 (0: all images)."""
 
 
 def parse_id_lines(text: str, path: str | os.PathLike, comments: bool = False,
