@@ -69,8 +69,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="module")
 def background_job(request: pytest.FixtureRequest) -> Any:
     """The job this module's ``start_background`` started after collection (None where none was
-    started: call it yourself); the fixture hands it over once, and raises what starting it raised."""
-    job = request.config.stash.get(BACKGROUND, {}).pop(request.module.__name__, None)
+    started: call it yourself); raises what starting it raised. The job stays in the stash, so
+    ``pytest_sessionfinish`` stops it even when its test is interrupted while it waits."""
+    job = request.config.stash.get(BACKGROUND, {}).get(request.module.__name__)
     if isinstance(job, Exception):
         raise job
     return job

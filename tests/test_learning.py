@@ -29,6 +29,7 @@ if "RoIAlign" not in caffe.layer_type_list():
 
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 from gpsnet.experiments.overfit import Overfit, OverfitJob, start  # noqa: E402
 
@@ -47,9 +48,12 @@ def start_background(work: Path, threads: int) -> OverfitJob:
 
 
 @pytest.fixture(scope="module")
-def overfit_results(background_job, tmp_path_factory) -> dict[str, dict]:
+def overfit_results(background_job, tmp_path_factory) -> Iterator[dict[str, dict]]:
     job = background_job or start(tmp_path_factory.mktemp("overfit"), OVERFIT)
-    return job.results()
+    try:
+        yield job.results()
+    finally:
+        job.stop()   # nothing left running when the wait is interrupted
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -111,3 +111,22 @@ def test_demo_outputs(tmp_path, monkeypatch):
     assert res["split"] == "test" and res["num_images"] == 2
     img = cv2.imread(str(next((tmp_path / "demo" / "eval" / "overlays").glob("*.png"))))
     assert img.shape[1] >= MIN_FIGURE_WIDTH and np.isfinite(res["avg_AP"])
+
+
+def test_overfit_job_stop_kills_what_runs_and_may_be_called_again() -> None:
+    """The test lanes' `pytest_sessionfinish` stops every background job, also one whose results were
+    read (its pipes then closed) or whose test was interrupted while waiting."""
+    import subprocess
+    import sys
+
+    from gpsnet.experiments.overfit import OverfitJob
+
+    job = OverfitJob.__new__(OverfitJob)   # the processes only: stop() needs no data or training
+    job.procs = {v: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+                 for v, code in (("done", "print('trained')"), ("running", "import time; time.sleep(120)"))}
+    assert job.procs["done"].communicate()[0] == "trained\n"      # as results() reads it
+    job.stop()
+    job.stop()
+    assert job.procs["done"].returncode == 0 and job.procs["running"].returncode == -9
+    assert all(p.stdout is not None and p.stdout.closed for p in job.procs.values())
+

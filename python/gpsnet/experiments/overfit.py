@@ -97,11 +97,14 @@ class OverfitJob:
         return results
 
     def stop(self) -> None:
-        """Ends the training processes that still run (no results afterwards)."""
+        """Ends the training processes that still run (no results afterwards); safe to call again, and
+        after `results` (finished or interrupted)."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.kill()
-            proc.communicate()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def start(work: Path, run: Overfit) -> OverfitJob:
