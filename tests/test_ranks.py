@@ -131,32 +131,32 @@ def test_workers_step_in_lockstep_and_stop(tmp_path, caffe_cpu):
     assert caffe_cpu.solver_count() == 1
 
 
-def test_a_worker_that_cannot_start_is_named(tmp_path, caffe_cpu):
+@pytest.fixture
+def two_cpu_ranks(tmp_path, caffe_cpu):
+    """A `RankGroup` of two CPU ranks, joined, and rank 0's solver of the toy net; closed afterwards."""
     solver_path = toy_solver(tmp_path)
     group = RankGroup((None, None), reducer="none")
     group.join(caffe_cpu)
-    solver = caffe_cpu.get_solver(str(solver_path))
     try:
-        with pytest.raises(RankFailed, match="rank 1 on the CPU failed: .*exit code"):
-            group.attach(caffe_cpu, solver, str(tmp_path / "missing.prototxt"), None, seed=1)
+        yield group, caffe_cpu.get_solver(str(solver_path)), solver_path
     finally:
         group.close()
 
 
-def test_a_worker_that_died_stops_the_next_step(tmp_path, caffe_cpu):
-    solver_path = toy_solver(tmp_path)
-    group = RankGroup((None, None), reducer="none")
-    group.join(caffe_cpu)
-    solver = caffe_cpu.get_solver(str(solver_path))
-    try:
-        group.attach(caffe_cpu, solver, str(solver_path), None, seed=1)
-        group.procs[0].kill()
-        group.procs[0].join()
-        with pytest.raises(RankFailed, match="rank 1 on the CPU failed: ended"):
-            group.before_step()
-        assert not group.in_step
-    finally:
-        group.close()
+def test_a_worker_that_cannot_start_is_named(tmp_path, caffe_cpu, two_cpu_ranks):
+    group, solver, _ = two_cpu_ranks
+    with pytest.raises(RankFailed, match="rank 1 on the CPU failed: .*exit code"):
+        group.attach(caffe_cpu, solver, str(tmp_path / "missing.prototxt"), None, seed=1)
+
+
+def test_a_worker_that_died_stops_the_next_step(caffe_cpu, two_cpu_ranks):
+    group, solver, solver_path = two_cpu_ranks
+    group.attach(caffe_cpu, solver, str(solver_path), None, seed=1)
+    group.procs[0].kill()
+    group.procs[0].join()
+    with pytest.raises(RankFailed, match="rank 1 on the CPU failed: ended"):
+        group.before_step()
+    assert not group.in_step
 
 
 def test_train_runs_its_loop_with_worker_ranks(tmp_path, data_root, monkeypatch):
