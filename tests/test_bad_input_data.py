@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import io
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -141,12 +143,37 @@ def test_prefetcher_names_a_corrupt_jpeg_from_the_consumers_thread(root: Path,
     pf = BatchPrefetcher(BatchParams.from_dict({"root": str(root), "size": 33, "batch_size": 1, "shuffle": False}))
     try:
         assert pf.next()["data"].shape == (1, 3, 33, 33)          # im2
+        time.sleep(0.3)   # the thread fills its queue meanwhile (the error must not wait for room there)
         for _ in range(2):
             with pytest.raises(GPSDataError, match=r"im1\.jpg: corrupt JPEG data \(libjpeg: Corrupt JPEG data"):
                 pf.next()
     finally:
         pf.close()
     assert "Corrupt JPEG data" in capfd.readouterr().err   # libjpeg's own line, from the background decode
+
+
+def test_a_check_never_takes_another_threads_libjpeg_warning_as_its_own(root: Path) -> None:
+    """A background decode without the check (``verify_decode=False``) of a corrupt JPEG, while the
+    foreground checks a good one: the good one passes (the two hold one lock)."""
+    write_sample(root, "im2", _image(), [_person()])
+    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
+    start, end = _scan_range(bytes(data))
+    data[start:end] = bytes(end - start)
+    image_path(root, "im1").write_bytes(bytes(data))
+    stop = threading.Event()
+
+    def decode_corrupt() -> None:
+        while not stop.is_set():
+            read_image(image_path(root, "im1"), verify_decode=False)
+
+    worker = threading.Thread(target=decode_corrupt)
+    worker.start()
+    try:
+        for _ in range(300):
+            read_image(image_path(root, "im2"))
+    finally:
+        stop.set()
+        worker.join()
 
 
 def test_jpeg_bytes_named_png_are_rejected(root: Path, tmp_path: Path) -> None:

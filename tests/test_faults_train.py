@@ -190,11 +190,11 @@ def test_a_data_error_mid_run_snapshots_and_names_the_file(data_root, tmp_path, 
     real_read = layout.read_image
     failed = []
 
-    def fails_once_training(path):   # the first read after an iteration is logged fails
+    def fails_once_training(path, *args):   # the first read after an iteration is logged fails
         if not failed and log.is_file() and log.stat().st_size > 0:
             failed.append(path)
             raise layout.GPSDataError(f"{path}: unreadable or corrupt image")
-        return real_read(path)
+        return real_read(path, *args)
 
     monkeypatch.setattr(layout, "read_image", fails_once_training)
     rc = train.main(_argv(data_root, out, "--iters", "50"))

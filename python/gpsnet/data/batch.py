@@ -252,6 +252,7 @@ class BatchPrefetcher:
         self.shard = shard
         self.dataset = dataset if dataset is not None else GPSDataset(params.root, params.split)
         self._verified: set[str] = set()
+        self._failed: BaseException | None = None   # what the thread or a check raised: raised again
         self._queue: queue.Queue[tuple[dict[str, np.ndarray], list[str]] | BaseException] = \
             queue.Queue(maxsize=params.prefetch)
         self._stop = threading.Event()
@@ -276,9 +277,11 @@ class BatchPrefetcher:
             self._queue.put(err)
 
     def next(self) -> dict[str, np.ndarray]:
+        if self._failed is not None:
+            raise self._failed  # keep failing on later calls
         item = self._queue.get()
         if isinstance(item, BaseException):
-            self._queue.put(item)  # keep failing on later calls
+            self._failed = item
             raise item
         batch, image_ids = item
         for image_id in image_ids:
@@ -286,7 +289,7 @@ class BatchPrefetcher:
                 try:
                     verify_image(image_path(self.dataset.root, image_id))
                 except GPSDataError as err:
-                    self._queue.put(err)  # keep failing on later calls
+                    self._failed = err
                     raise
                 self._verified.add(image_id)
         return batch

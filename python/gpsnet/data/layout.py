@@ -285,16 +285,21 @@ def read_image(path: str | os.PathLike, verify_decode: bool = True) -> np.ndarra
 
     ``verify_decode=False`` (for a background thread: `_imdecode_with_messages`) leaves out the one
     check that needs the process's stderr, libjpeg's report of corrupt scan data: such a file then
-    decodes to an image, and libjpeg's warning goes to stderr as printed. Who reads so checks the
-    file with `verify_image` in the foreground before using the image."""
+    decodes to an image, and libjpeg's warning goes to stderr as printed (the decode holds the
+    lock of the checks, so that a check in another thread meanwhile does not catch the warning as
+    its own). Who reads so checks the file with `verify_image` in the foreground before using the
+    image."""
     path = Path(path)
     data = _read_bytes(path, "image")
     suffix = path.suffix.lower()
     buf = np.frombuffer(data, dtype=np.uint8)
     if suffix in JPEG_SUFFIXES:
         _check_jpeg_structure(path, data)
-        img, corrupt = _imdecode_with_messages(buf, IMAGE_READ_FLAGS) if verify_decode else \
-            (cv2.imdecode(buf, IMAGE_READ_FLAGS), [])
+        if verify_decode:
+            img, corrupt = _imdecode_with_messages(buf, IMAGE_READ_FLAGS)
+        else:
+            with _STDERR_LOCK:   # so that a check in another thread meanwhile never catches its messages
+                img, corrupt = cv2.imdecode(buf, IMAGE_READ_FLAGS), []
         if corrupt:
             raise GPSDataError(f"{path}: corrupt JPEG data (libjpeg: {corrupt[0]})")
     else:
