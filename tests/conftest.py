@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not starters or session.config.option.collectonly:
         return
     threads = CORES if len(starters) == len(modules) else max(1, (CORES - LANE_THREADS) // len(starters))
+    signal.signal(signal.SIGTERM, _interrupt)   # a killed run (a CI timeout) still stops its jobs
     for module in sorted(starters, key=lambda m: m.__name__):
         work = Path(tempfile.mkdtemp(prefix=f"gpsnet-{module.__name__.rsplit('.', 1)[-1]}-"))
         dirs.append(work)
@@ -55,6 +57,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             jobs[module.__name__] = module.start_background(work, threads)
         except Exception as err:   # raised by the module's fixture, in its tests
             jobs[module.__name__] = err
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: pytest then ends the session, and ``pytest_sessionfinish`` stops the jobs."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
