@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import caffe  # built and linked into the venv by scripts/setup
@@ -49,6 +51,8 @@ class Double(caffe.Layer):
     def reshape(self, bottom, top):
         top[0].reshape(*bottom[0].data.shape)
     def forward(self, bottom, top):
+        if self.k < 0:
+            raise ValueError(f"Double asked to fail (k = {self.k})")
         top[0].data[...] = self.k * bottom[0].data
     def backward(self, top, propagate_down, bottom):
         bottom[0].diff[...] = self.k * top[0].diff
@@ -72,6 +76,85 @@ layer { name: "d" type: "Python" bottom: "x" top: "y"
     net.blobs["y"].diff[...] = 1
     net.backward()
     np.testing.assert_allclose(net.blobs["x"].diff, 3 * np.ones_like(x))
+
+
+def _heavy_solver(tmp_path: Path, k: float = 2.0) -> Path:
+    """A solver of convolutions heavy enough to time (~0.1-0.3 s a pass on 2 cores), a Python layer
+    (Double, x k) and a loss."""
+    (tmp_path / "double_layer.py").write_text(PY_LAYER)
+    convs = "".join(f'''
+layer {{ name: "c{i}" type: "Convolution" bottom: "{"x" if i == 0 else f"c{i - 1}"}" top: "c{i}"
+        convolution_param {{ num_output: 64 kernel_size: 3 pad: 1 weight_filler {{ type: "gaussian" std: 0.01 }} }} }}'''
+                    for i in range(5))
+    (tmp_path / "heavy.prototxt").write_text(f'''
+layer {{ name: "x" type: "DummyData" top: "x" top: "t"
+        dummy_data_param {{ shape {{ dim: 2 dim: 64 dim: 128 dim: 128 }} shape {{ dim: 2 dim: 64 dim: 128 dim: 128 }}
+                           data_filler {{ type: "gaussian" }} data_filler {{ type: "constant" }} }} }}
+{convs}
+layer {{ name: "d" type: "Python" bottom: "c4" top: "y" python_param {{ module: "double_layer" layer: "Double" param_str: "{k}" }} }}
+layer {{ name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }}
+''')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{tmp_path / "heavy.prototxt"}"\nbase_lr: 0.0001\nlr_policy: "fixed"\n'
+                      f'max_iter: 10\nsnapshot_after_train: false\nsnapshot_prefix: "{tmp_path / "h"}"\n'
+                      'solver_mode: CPU\n')
+    return solver
+
+
+def _longest_pause(call) -> tuple[float, float]:
+    """(seconds ``call`` took, the longest time in it in which a spinning Python thread made no
+    progress). Where the caller holds the GIL through C++ (BVLC's pycaffe), that is all of the C++
+    part; where it gives the GIL up, a few scheduler time slices."""
+    stamps: list[float] = []
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+            sum(range(1000))
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.02)
+        t0 = time.perf_counter()
+        call()
+        t1 = time.perf_counter()
+    finally:
+        stop.set()
+        worker.join()
+    inside = [t0] + [t for t in stamps if t0 < t < t1] + [t1]
+    return t1 - t0, max(b - a for a, b in zip(inside, inside[1:]))
+
+
+def test_python_threads_run_while_caffe_computes(tmp_path, monkeypatch):
+    """The fork's pycaffe releases the GIL in Net._forward / _backward and Solver.step (patch 0009),
+    so the data layer's prefetch thread runs beside the net; the Python layer, the solver's and the
+    net's callbacks take it back."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    solver = caffe.get_solver(str(_heavy_solver(tmp_path)))
+    net = solver.net
+    calls = {"start": 0, "gradients": 0, "layers": 0}
+    solver.add_callback(lambda: calls.__setitem__("start", calls["start"] + 1),
+                        lambda: calls.__setitem__("gradients", calls["gradients"] + 1))
+    net.before_forward(lambda layer: calls.__setitem__("layers", calls["layers"] + 1))
+    convs = list(net._layer_names).index("c4")   # the C++ layers only: a Python layer's code lets threads in
+    for name, call in (("Net._forward", lambda: net._forward(0, convs)), ("Net._backward", lambda: net._backward(convs, 1)),
+                       ("Solver.step", lambda: solver.step(1))):
+        took, pause = _longest_pause(call)
+        assert took > 0.05, f"{name} took {took:.3f} s: too short to tell"
+        assert pause < 0.25 * took, f"{name}: a Python thread waited {pause:.3f} s of the {took:.3f} s Caffe computed"
+    assert calls == {"start": 1, "gradients": 1, "layers": (convs + 1) + len(net.layers)}
+    assert np.isfinite(net.blobs["loss"].data).all()
+
+
+def test_a_python_layer_error_in_a_released_step_reaches_python(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    solver = caffe.get_solver(str(_heavy_solver(tmp_path, k=-1)))
+    with pytest.raises(ValueError, match="Double asked to fail"):
+        solver.step(1)
+    with pytest.raises(ValueError, match="Double asked to fail"):   # and again: the GIL was given back
+        solver.net.forward()
 
 
 def test_caffe_tool_runs_a_net(tmp_path):
