@@ -63,6 +63,14 @@ def _scan_range(jpeg: bytes) -> tuple[int, int]:
     return sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big"), jpeg.rindex(b"\xff\xd9")
 
 
+def _zeroed_scan_jpeg() -> bytes:
+    """A JPEG whose entropy-coded data is all zero bytes: well formed, but libjpeg reports it corrupt."""
+    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
+    start, end = _scan_range(bytes(data))
+    data[start:end] = bytes(end - start)
+    return bytes(data)
+
+
 @pytest.fixture()
 def root(tmp_path: Path) -> Path:
     write_sample(tmp_path, "im1", _image(), [_person()])
@@ -116,11 +124,9 @@ def test_truncated_jpeg_is_still_rejected_even_with_an_end_marker_in_a_thumbnail
 def test_jpeg_with_zeroed_scan_data_is_an_error_without_libjpeg_noise(root: Path,
                                                                      capfd: pytest.CaptureFixture[str]) -> None:
     p = image_path(root, "im1")
-    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
-    start, end = _scan_range(bytes(data))
-    data[start:end] = bytes(end - start)
-    p.write_bytes(bytes(data))
-    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV accepts it
+    data = _zeroed_scan_jpeg()
+    p.write_bytes(data)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV accepts it
     capfd.readouterr()
     with pytest.raises(GPSDataError, match=r"im1\.jpg: corrupt JPEG data \(libjpeg: Corrupt JPEG data"):
         read_image(p)
@@ -135,11 +141,7 @@ def test_prefetcher_names_a_corrupt_jpeg_from_the_consumers_thread(root: Path,
     process's); the run still stops with the error naming the file, on this and later calls."""
     write_sample(root, "im2", _image(), [_person()])
     write_split(root, "train", ["im2", "im1"])
-    p = image_path(root, "im1")
-    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
-    start, end = _scan_range(bytes(data))
-    data[start:end] = bytes(end - start)
-    p.write_bytes(bytes(data))
+    image_path(root, "im1").write_bytes(_zeroed_scan_jpeg())
     pf = BatchPrefetcher(BatchParams.from_dict({"root": str(root), "size": 33, "batch_size": 1, "shuffle": False}))
     try:
         assert pf.next()["data"].shape == (1, 3, 33, 33)          # im2
@@ -156,10 +158,7 @@ def test_a_check_never_takes_another_threads_libjpeg_warning_as_its_own(root: Pa
     """A background decode without the check (``verify_decode=False``) of a corrupt JPEG, while the
     foreground checks a good one: the good one passes (the two hold one lock)."""
     write_sample(root, "im2", _image(), [_person()])
-    data = bytearray(_jpeg(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)))
-    start, end = _scan_range(bytes(data))
-    data[start:end] = bytes(end - start)
-    image_path(root, "im1").write_bytes(bytes(data))
+    image_path(root, "im1").write_bytes(_zeroed_scan_jpeg())
     stop = threading.Event()
 
     def decode_corrupt() -> None:
