@@ -59,9 +59,14 @@ class Double(caffe.Layer):
 '''
 
 
-def test_python_layer_in_a_net(tmp_path, monkeypatch):
+@pytest.fixture
+def double_layer(tmp_path, monkeypatch) -> None:
+    """The Python layer ``double_layer.Double`` importable by the nets of ``tmp_path``."""
     (tmp_path / "double_layer.py").write_text(PY_LAYER)
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_python_layer_in_a_net(tmp_path, double_layer):
     net_txt = tmp_path / "net.prototxt"
     net_txt.write_text('''
 force_backward: true
@@ -80,8 +85,7 @@ layer { name: "d" type: "Python" bottom: "x" top: "y"
 
 def _heavy_solver(tmp_path: Path, k: float = 2.0) -> Path:
     """A solver of convolutions heavy enough to time (~0.1-0.3 s a pass on 2 cores), a Python layer
-    (Double, x k) and a loss."""
-    (tmp_path / "double_layer.py").write_text(PY_LAYER)
+    (Double, x k: the ``double_layer`` fixture) and a loss."""
     convs = "".join(f'''
 layer {{ name: "c{i}" type: "Convolution" bottom: "{"x" if i == 0 else f"c{i - 1}"}" top: "c{i}"
         convolution_param {{ num_output: 64 kernel_size: 3 pad: 1 weight_filler {{ type: "gaussian" std: 0.01 }} }} }}'''
@@ -127,11 +131,10 @@ def _longest_pause(call) -> tuple[float, float]:
     return t1 - t0, max(b - a for a, b in zip(inside, inside[1:]))
 
 
-def test_python_threads_run_while_caffe_computes(tmp_path, monkeypatch):
+def test_python_threads_run_while_caffe_computes(tmp_path, double_layer):
     """The fork's pycaffe releases the GIL in Net._forward / _backward and Solver.step (patch 0009),
     so the data layer's prefetch thread runs beside the net; the Python layer, the solver's and the
     net's callbacks take it back."""
-    monkeypatch.syspath_prepend(str(tmp_path))
     solver = caffe.get_solver(str(_heavy_solver(tmp_path)))
     net = solver.net
     calls = {"start": 0, "gradients": 0, "layers": 0}
@@ -148,8 +151,7 @@ def test_python_threads_run_while_caffe_computes(tmp_path, monkeypatch):
     assert np.isfinite(net.blobs["loss"].data).all()
 
 
-def test_a_python_layer_error_in_a_released_step_reaches_python(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_a_python_layer_error_in_a_released_step_reaches_python(tmp_path, double_layer):
     solver = caffe.get_solver(str(_heavy_solver(tmp_path, k=-1)))
     with pytest.raises(ValueError, match="Double asked to fail"):
         solver.step(1)
