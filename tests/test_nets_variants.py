@@ -35,6 +35,34 @@ def test_committed_prototxts_match_builder():
     assert build_main(["--out", str(REPO / "prototxt"), "--check"]) == 0
 
 
+# What a test / deploy net hands back (prototxt.py's parse outputs, the Ins.+Glo. masks).
+PARSE_OUTPUTS = {"global_prob", "person_scores", "face_rois", "face_scores", "parse_prob", "mask_prob"}
+
+
+def _net_outputs(path: Path) -> set[str]:
+    """The outputs Caffe gives the net: the tops that no later layer reads (Net::Init)."""
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(path.read_text(), net)
+    available: set[str] = set()
+    for layer in net.layer:
+        available = (available - set(layer.bottom)) | set(layer.top)
+    return available
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(REPO) for p in (REPO / "prototxt").rglob("*.prototxt")
+                                        if not p.name.startswith("solver")), ids=str)
+def test_committed_nets_output_only_losses_or_parses(path):
+    """No dangling top: `caffe train` prints every value of every net output at each display (a
+    computed, unread pool5 was 150k lines a display), and the work for it is wasted."""
+    outputs = _net_outputs(REPO / path)
+    if path.name.startswith("train"):
+        assert outputs and all("loss" in o for o in outputs), sorted(outputs)
+    else:
+        assert outputs and outputs <= PARSE_OUTPUTS, sorted(outputs - PARSE_OUTPUTS)
+
+
 @pytest.mark.parametrize("variant, stage", TRAIN_NETS)
 def test_forward_backward(variant, stage, data_root, tmp_path):
     text = train_mod.patch_data_layer(net_text(variant, NetConfig.tiny(), True, stage), data_root, 0)

@@ -52,8 +52,10 @@ def test_inconsistent_specs_are_refused(bad, message):
 def test_an_extra_variant_builds_trains_evaluates_and_ablates(extra_variant, data_root, tmp_path, capsys):
     cfg = NetConfig.tiny()
     train_text, test_text = net_text(EXTRA.name, cfg, True), net_text(EXTRA.name, cfg, False)
-    for layer in ("AdjustedRoIAlign", "AdjustBack", "FaceMajoritySelect"):
+    for layer in ("AdjustedRoIAlign", "FaceMajoritySelect"):
         assert f'type: "{layer}"' in train_text and f'type: "{layer}"' in test_text
+    # AdjustBack maps the parse back for the test output (a train net without fusion has no use for it)
+    assert 'type: "AdjustBack"' in test_text and 'type: "AdjustBack"' not in train_text
     assert '"loss_global"' in train_text and '"loss_local"' in train_text and "fuse_conv" not in train_text
     assert '"global_prob"' in test_text and '"parse_prob"' in test_text
 

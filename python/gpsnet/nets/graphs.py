@@ -77,15 +77,21 @@ def freeze(proto, names: list[str]) -> None:
 
 
 def silence(n, *tops: str) -> None:
-    """The data layer's tops a stage's train net does not read (not left as outputs)."""
+    """The tops a train net does not read (the data layer's, a target only another variant uses):
+    silenced, not left as net outputs (Caffe would print every value of those at each display).
+    One call per net (a second would replace the first)."""
+    assert "silence_unused" not in n.tops, "silence() is called once per net, with every unused top"
     n.silence_unused = L.Silence(*[n.tops[t] for t in tops], ntop=0)
 
 
 @graph("joint")
 def joint_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str | None) -> list[str]:
     """The variants trained as one net: backbone, detector and local parser (+ global parser, fusion)."""
-    conv5_3, pool5 = vgg16_deeplab(n, n.data, cfg)
+    # pool5 feeds only the global parser: a net without one leaves it out (no dangling top: Caffe
+    # would compute it and print every value of it as a net output)
+    conv5_3, pool5 = vgg16_deeplab(n, n.data, cfg, pool5=spec.global_parser)
     glob = None
+    unused = ["label_s8"] if train and not spec.global_parser else []
     if spec.global_parser:
         glob = aspp(n, "", pool5, cfg, train)
         if train:
@@ -115,11 +121,13 @@ def joint_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str | 
                 "mask_target", "MaskTargetLayer", rois, n.mask_gt_index, n.gt_masks, n.adjusted_rois,
                 ntop=2, params=dict(pooled=p))
             n.loss_local = parse_loss(n, local, n.mask_label_adj, cfg)
+            if not spec.fused:   # the labels by the unadjusted rois are the fusion's
+                unused.append("mask_label")
         else:
             n.mask_label = python_layer("mask_target", "MaskTargetLayer", rois, n.mask_gt_index,
                                         n.gt_masks, params=dict(pooled=p))
             n.loss_local = parse_loss(n, local, n.mask_label, cfg)
-    if adjusted:
+    if adjusted and (spec.fused or not train):   # (a train net without fusion has no use for it)
         n.local_back = L.AdjustBack(local, n.adjusted_rois, rois, propagate_down=[True, False, False],
                                     adjust_back_param=dict(outside_value=0))
         local = n.local_back
@@ -135,6 +143,8 @@ def joint_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str | 
         final = local
     if not train:
         n.parse_prob = L.Softmax(final)
+    if unused:
+        silence(n, *unused)
     return []
 
 
@@ -186,7 +196,7 @@ def ins_glo_graph(n, spec: VariantSpec, cfg: NetConfig, train: bool, stage: str 
         glob = aspp(n, GLOBAL_NET_PREFIX, glo_pool5, cfg, train)
         if train:
             n.loss_global = parse_loss(n, glob, n.label_s8, cfg)
-            silence(n, "gt_persons", "gt_faces", "gt_masks", "iteration")
+            silence(n, "im_info", "gt_persons", "gt_faces", "gt_masks", "iteration")
         else:
             n.global_prob = L.Softmax(glob)
     if stage in (None, "ins"):
