@@ -208,3 +208,58 @@ def test_bench_layers_gpu_smoke_on_cpu():
         assert len(rows) == 2, out.stdout  # sampling_ratio 2 and 0
         fwd = float(rows[0].split()[-3])
         assert fwd == fwd and fwd >= 0  # a number, not NaN
+
+
+def _max_pool_net(tmp_path: Path, shape: tuple[int, ...], mask_top: bool) -> "caffe.Net":
+    tops = 'top: "y" top: "m"' if mask_top else 'top: "y"'
+    dims = " ".join(f"dim: {d}" for d in shape)
+    path = tmp_path / f"pool_{int(mask_top)}.prototxt"
+    path.write_text(f'name: "p" force_backward: true input: "x" input_shape {{ {dims} }}\n'
+                    f'layer {{ name: "pool" type: "Pooling" bottom: "x" {tops} '
+                    f'pooling_param {{ pool: MAX kernel_size: 3 stride: 1 pad: 1 }} }}\n')
+    caffe.set_mode_cpu()
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def _max_pool_reference(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 / stride 1 / pad 1 max pooling of one plane: the maxima and the first index of each (scan order)."""
+    h, w = plane.shape
+    out, idx = np.empty((h, w), plane.dtype), np.empty((h, w), int)
+    for i in range(h):
+        for j in range(w):
+            rows, cols = slice(max(i - 1, 0), min(i + 2, h)), slice(max(j - 1, 0), min(j + 2, w))
+            win = np.full((h, w), -np.inf)
+            win[rows, cols] = plane[rows, cols]
+            idx[i, j] = int(np.argmax(win))
+            out[i, j] = plane.flat[idx[i, j]]
+    return out, idx
+
+
+@pytest.mark.parametrize("mask_top", [False, True])
+def test_max_pooling_of_nan_or_inf_windows_keeps_the_gradient_in_its_plane(tmp_path, mask_top):
+    """Patch 0010. Upstream's max pooling kept index -1 for a window where no value beats -FLT_MAX (all NaN,
+    -inf), and its CPU backward then added that output's gradient before the plane: into the previous
+    plane's last value, or before the buffer (a corrupted heap after a NaN). Now a NaN wins (the output
+    is NaN, as PyTorch's) and every index lies in its window; ordinary windows are upstream's."""
+    rng = np.random.default_rng(0)
+    x = np.round(rng.standard_normal((1, 3, 4, 5)) * 2).astype(np.float32)   # ties: the first maximum wins
+    x[0, 1] = np.nan
+    x[0, 2] = -np.inf
+    x[0, 0, 3, 4] = np.nan   # one NaN in an ordinary plane: the windows holding it give NaN
+    net = _max_pool_net(tmp_path, x.shape, mask_top)
+    net.blobs["x"].data[...] = x
+    net.forward()
+    y = net.blobs["y"].data[0]
+    ref, ref_idx = _max_pool_reference(np.where(np.isnan(x[0, 0]), np.inf, x[0, 0]))
+    nan_windows = np.isinf(ref)
+    assert np.array_equal(np.isnan(y[0]), nan_windows)
+    assert np.array_equal(y[0][~nan_windows], ref[~nan_windows])
+    assert np.isnan(y[1]).all() and (y[2] == -np.finfo(np.float32).max).all()   # -inf: upstream's -FLT_MAX
+    if mask_top:
+        m = net.blobs["m"].data[0]
+        assert np.array_equal(m[0], ref_idx) and ((m >= 0) & (m < 20)).all()
+    net.blobs["y"].diff[...] = 1
+    net.backward()
+    dx = net.blobs["x"].diff[0]
+    assert np.array_equal(dx[0].ravel(), np.bincount(ref_idx.ravel(), minlength=20).astype(np.float32))
+    assert [float(dx[c].sum()) for c in range(3)] == [20.0, 20.0, 20.0]   # upstream: 60, 0, 0 (the last two before their plane)
