@@ -210,56 +210,90 @@ def test_bench_layers_gpu_smoke_on_cpu():
         assert fwd == fwd and fwd >= 0  # a number, not NaN
 
 
-def _max_pool_net(tmp_path: Path, shape: tuple[int, ...], mask_top: bool) -> "caffe.Net":
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _max_pool_net(tmp_path: Path, shape: tuple[int, ...], pooling_param: str, mask_top: bool) -> "caffe.Net":
     tops = 'top: "y" top: "m"' if mask_top else 'top: "y"'
     dims = " ".join(f"dim: {d}" for d in shape)
-    path = tmp_path / f"pool_{int(mask_top)}.prototxt"
+    path = tmp_path / "pool.prototxt"
     path.write_text(f'name: "p" force_backward: true input: "x" input_shape {{ {dims} }}\n'
                     f'layer {{ name: "pool" type: "Pooling" bottom: "x" {tops} '
-                    f'pooling_param {{ pool: MAX kernel_size: 3 stride: 1 pad: 1 }} }}\n')
+                    f'pooling_param {{ pool: MAX {pooling_param} }} }}\n')
     caffe.set_mode_cpu()
     return caffe.Net(str(path), caffe.TRAIN)
 
 
-def _max_pool_reference(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """3x3 / stride 1 / pad 1 max pooling of one plane: the maxima and the first index of each (scan order)."""
-    h, w = plane.shape
-    out, idx = np.empty((h, w), plane.dtype), np.empty((h, w), int)
-    for i in range(h):
-        for j in range(w):
-            rows, cols = slice(max(i - 1, 0), min(i + 2, h)), slice(max(j - 1, 0), min(j + 2, w))
-            win = np.full((h, w), -np.inf)
-            win[rows, cols] = plane[rows, cols]
-            idx[i, j] = int(np.argmax(win))
-            out[i, j] = plane.flat[idx[i, j]]
-    return out, idx
+def _max_pool_reference(x: np.ndarray, dy: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Caffe's max pooling (CEIL rounding, the last window starting inside the input where padded) with
+    patch 0010's rule: each window scanned row by row, a value taken where larger or NaN, index -1 where
+    nothing beats -FLT_MAX; the gradient of index -1 goes nowhere. Returns (y, index, dx)."""
+    n, c, h, w = x.shape
+    oh, ow = -(-(h + 2 * ph - kh) // sh) + 1, -(-(w + 2 * pw - kw) // sw) + 1
+    if ph or pw:
+        oh -= (oh - 1) * sh >= h + ph
+        ow -= (ow - 1) * sw >= w + pw
+    y = np.full((n, c, oh, ow), -FLT_MAX, np.float32)
+    idx = np.full((n, c, oh, ow), -1)
+    for i in range(oh):
+        for j in range(ow):
+            for r in range(max(i * sh - ph, 0), min(i * sh - ph + kh, h)):
+                for q in range(max(j * sw - pw, 0), min(j * sw - pw + kw, w)):
+                    v = x[:, :, r, q]
+                    take = (v > y[:, :, i, j]) | np.isnan(v)
+                    y[:, :, i, j] = np.where(take, v, y[:, :, i, j])
+                    idx[:, :, i, j] = np.where(take, r * w + q, idx[:, :, i, j])
+    dx = np.zeros((n * c, h * w), np.float32)
+    for p, (i_plane, d_plane) in enumerate(zip(idx.reshape(n * c, -1), dy.reshape(n * c, -1))):
+        ok = i_plane >= 0
+        np.add.at(dx[p], i_plane[ok], d_plane[ok])
+    return y, idx, dx.reshape(x.shape)
+
+
+def _check_max_pool(tmp_path: Path, x: np.ndarray, geometry: tuple[int, ...], mask_top: bool) -> np.ndarray:
+    kh, kw, sh, sw, ph, pw = geometry
+    net = _max_pool_net(tmp_path, x.shape, f"kernel_h: {kh} kernel_w: {kw} stride_h: {sh} stride_w: {sw} "
+                                           f"pad_h: {ph} pad_w: {pw}", mask_top)
+    net.blobs["x"].data[...] = x
+    net.forward()
+    dy = np.random.default_rng(1).standard_normal(net.blobs["y"].shape).astype(np.float32)
+    y, idx, dx = _max_pool_reference(x, dy, *geometry)
+    np.testing.assert_array_equal(net.blobs["y"].data, y)   # NaN where NaN
+    if mask_top:
+        np.testing.assert_array_equal(net.blobs["m"].data, idx)
+    net.blobs["y"].diff[...] = dy
+    net.backward()
+    np.testing.assert_allclose(net.blobs["x"].diff, dx, rtol=1e-6, atol=1e-6)
+    return net.blobs["x"].diff.copy()
+
+
+def test_max_pooling_matches_numpy_on_random_geometries(tmp_path):
+    """Patch 0003's row-at-a-time forward against a NumPy reference: 40 random kernels, strides and pads
+    (some windows past the input in CEIL mode: upstream's index -1, whose gradient upstream's CPU
+    backward wrote before the plane), ties (the first maximum wins), with and without the mask top."""
+    rng = np.random.default_rng(123)
+    for case in range(40):
+        kh, kw = (int(k) for k in rng.integers(1, 6, 2))
+        geometry = (kh, kw, *(int(s) for s in rng.integers(1, 4, 2)), int(rng.integers(0, kh)), int(rng.integers(0, kw)))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(kh, 14)), int(rng.integers(kw, 14)))
+        x = np.maximum(np.round(rng.standard_normal(shape) * 2), -1).astype(np.float32)
+        _check_max_pool(tmp_path, x, geometry, mask_top=bool(case % 2))
 
 
 @pytest.mark.parametrize("mask_top", [False, True])
 def test_max_pooling_of_nan_or_inf_windows_keeps_the_gradient_in_its_plane(tmp_path, mask_top):
     """Patch 0010. Upstream's max pooling kept index -1 for a window where no value beats -FLT_MAX (all NaN,
     -inf), and its CPU backward then added that output's gradient before the plane: into the previous
-    plane's last value, or before the buffer (a corrupted heap after a NaN). Now a NaN wins (the output
-    is NaN, as PyTorch's) and every index lies in its window; ordinary windows are upstream's."""
+    plane's last value, or before the buffer (a corrupted heap after a NaN). Now a NaN wins (the output is
+    NaN, as PyTorch's; upstream skipped NaN) and an index of -1 sends no gradient (as the GPU's backward)."""
     rng = np.random.default_rng(0)
-    x = np.round(rng.standard_normal((1, 3, 4, 5)) * 2).astype(np.float32)   # ties: the first maximum wins
+    x = np.round(rng.standard_normal((1, 3, 4, 5)) * 2).astype(np.float32)
     x[0, 1] = np.nan
     x[0, 2] = -np.inf
     x[0, 0, 3, 4] = np.nan   # one NaN in an ordinary plane: the windows holding it give NaN
-    net = _max_pool_net(tmp_path, x.shape, mask_top)
-    net.blobs["x"].data[...] = x
-    net.forward()
-    y = net.blobs["y"].data[0]
-    ref, ref_idx = _max_pool_reference(np.where(np.isnan(x[0, 0]), np.inf, x[0, 0]))
-    nan_windows = np.isinf(ref)
-    assert np.array_equal(np.isnan(y[0]), nan_windows)
-    assert np.array_equal(y[0][~nan_windows], ref[~nan_windows])
-    assert np.isnan(y[1]).all() and (y[2] == -np.finfo(np.float32).max).all()   # -inf: upstream's -FLT_MAX
-    if mask_top:
-        m = net.blobs["m"].data[0]
-        assert np.array_equal(m[0], ref_idx) and ((m >= 0) & (m < 20)).all()
-    net.blobs["y"].diff[...] = 1
-    net.backward()
-    dx = net.blobs["x"].diff[0]
-    assert np.array_equal(dx[0].ravel(), np.bincount(ref_idx.ravel(), minlength=20).astype(np.float32))
-    assert [float(dx[c].sum()) for c in range(3)] == [20.0, 20.0, 20.0]   # upstream: 60, 0, 0 (the last two before their plane)
+    dx = _check_max_pool(tmp_path, x, (3, 3, 1, 1, 1, 1), mask_top)
+    y_nan = _max_pool_reference(x, np.zeros((1, 3, 4, 5), np.float32), 3, 3, 1, 1, 1, 1)[0]
+    assert np.isnan(y_nan[0, 1]).all() and (y_nan[0, 2] == -FLT_MAX).all() and np.isnan(y_nan[0, 0]).sum() == 4
+    assert np.count_nonzero(dx[0, 2]) == 0 and np.count_nonzero(dx[0, 1]) > 0
