@@ -210,17 +210,17 @@ def test_bench_layers_gpu_smoke_on_cpu():
         assert fwd == fwd and fwd >= 0  # a number, not NaN
 
 
-
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def _max_pool_net(tmp_path: Path, shape: tuple[int, ...], pooling_param: str, mask_top: bool) -> "caffe.Net":
+def _max_pool_net(tmp_path: Path, shape: tuple[int, ...], geometry: tuple[int, ...], mask_top: bool) -> "caffe.Net":
+    kh, kw, sh, sw, ph, pw = geometry
     tops = 'top: "y" top: "m"' if mask_top else 'top: "y"'
     dims = " ".join(f"dim: {d}" for d in shape)
     path = tmp_path / "pool.prototxt"
     path.write_text(f'name: "p" force_backward: true input: "x" input_shape {{ {dims} }}\n'
-                    f'layer {{ name: "pool" type: "Pooling" bottom: "x" {tops} '
-                    f'pooling_param {{ pool: MAX {pooling_param} }} }}\n')
+                    f'layer {{ name: "pool" type: "Pooling" bottom: "x" {tops} pooling_param {{ pool: MAX '
+                    f'kernel_h: {kh} kernel_w: {kw} stride_h: {sh} stride_w: {sw} pad_h: {ph} pad_w: {pw} }} }}\n')
     caffe.set_mode_cpu()
     return caffe.Net(str(path), caffe.TRAIN)
 
@@ -252,10 +252,10 @@ def _max_pool_reference(x: np.ndarray, dy: np.ndarray, kh: int, kw: int, sh: int
     return y, idx, dx.reshape(x.shape)
 
 
-def _check_max_pool(tmp_path: Path, x: np.ndarray, geometry: tuple[int, ...], mask_top: bool) -> np.ndarray:
-    kh, kw, sh, sw, ph, pw = geometry
-    net = _max_pool_net(tmp_path, x.shape, f"kernel_h: {kh} kernel_w: {kw} stride_h: {sh} stride_w: {sw} "
-                                           f"pad_h: {ph} pad_w: {pw}", mask_top)
+def _check_max_pool(tmp_path: Path, x: np.ndarray, geometry: tuple[int, ...], mask_top: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The net's output and bottom gradient, checked against ``_max_pool_reference``."""
+    net = _max_pool_net(tmp_path, x.shape, geometry, mask_top)
     net.blobs["x"].data[...] = x
     net.forward()
     dy = np.random.default_rng(1).standard_normal(net.blobs["y"].shape).astype(np.float32)
@@ -266,7 +266,7 @@ def _check_max_pool(tmp_path: Path, x: np.ndarray, geometry: tuple[int, ...], ma
     net.blobs["y"].diff[...] = dy
     net.backward()
     np.testing.assert_allclose(net.blobs["x"].diff, dx, rtol=1e-6, atol=1e-6)
-    return net.blobs["x"].diff.copy()
+    return net.blobs["y"].data.copy(), net.blobs["x"].diff.copy()
 
 
 def test_max_pooling_matches_numpy_on_random_geometries(tmp_path):
@@ -293,7 +293,6 @@ def test_max_pooling_of_nan_or_inf_windows_keeps_the_gradient_in_its_plane(tmp_p
     x[0, 1] = np.nan
     x[0, 2] = -np.inf
     x[0, 0, 3, 4] = np.nan   # one NaN in an ordinary plane: the windows holding it give NaN
-    dx = _check_max_pool(tmp_path, x, (3, 3, 1, 1, 1, 1), mask_top)
-    y_nan = _max_pool_reference(x, np.zeros((1, 3, 4, 5), np.float32), 3, 3, 1, 1, 1, 1)[0]
-    assert np.isnan(y_nan[0, 1]).all() and (y_nan[0, 2] == -FLT_MAX).all() and np.isnan(y_nan[0, 0]).sum() == 4
+    y, dx = _check_max_pool(tmp_path, x, (3, 3, 1, 1, 1, 1), mask_top)
+    assert np.isnan(y[0, 1]).all() and (y[0, 2] == -FLT_MAX).all() and np.isnan(y[0, 0]).sum() == 4
     assert np.count_nonzero(dx[0, 2]) == 0 and np.count_nonzero(dx[0, 1]) > 0

@@ -15,6 +15,7 @@ caffe = pytest.importorskip("caffe")
 if "RoIAlign" not in caffe.layer_type_list():
     pytest.skip("the fork's C++ layers are not in pycaffe", allow_module_level=True)
 
+from gpsnet.drawnet import committed_nets  # noqa: E402
 from gpsnet.nets.build_nets import main as build_main  # noqa: E402
 from gpsnet.nets.config import NetConfig  # noqa: E402
 from gpsnet.nets.prototxt import net_text  # noqa: E402
@@ -51,8 +52,7 @@ def _net_outputs(path: Path) -> set[str]:
     return available
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(REPO) for p in (REPO / "prototxt").rglob("*.prototxt")
-                                        if not p.name.startswith("solver")), ids=str)
+@pytest.mark.parametrize("path", [p.relative_to(REPO) for p in committed_nets(REPO)], ids=str)
 def test_committed_nets_output_only_losses_or_parses(path):
     """No dangling top: `caffe train` prints every value of every net output at each display (a
     computed, unread pool5 was 150k lines a display), and the work for it is wasted."""
