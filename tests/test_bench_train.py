@@ -18,7 +18,7 @@ caffe = pytest.importorskip("caffe")
 
 from gpsnet import train as train_mod  # noqa: E402
 from gpsnet.bench import caffe_profile, plan as plan_mod  # noqa: E402
-from gpsnet.bench.train_bench import INSTALL_TORCH, differences, find_torch_python, mismatches  # noqa: E402
+from gpsnet.bench.train_bench import INSTALL_TORCH, differences, find_torch_python, mismatches, parse_args  # noqa: E402
 from gpsnet.nets.config import named_setting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,15 @@ def test_without_torch_it_says_how_to_install_it_or_runs_caffe_alone(tmp_path):
                          env=dict(os.environ, GLOG_minloglevel="2"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| Caffe (pycaffe)" in res.stdout and "PyTorch" not in res.stdout and "GEMM bound" in res.stdout
+
+
+def test_tf32_is_refused_on_the_cpu(capsys):
+    """TF32 is a GPU math mode: --tf32 without --device cuda stops with the reason (it would time FP32
+    under a TF32 label); with --device cuda it is taken."""
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--tf32"])
+    assert err.value.code == 2 and "--tf32 needs --device cuda" in capsys.readouterr().err
+    assert parse_args(["--tf32", "--device", "cuda"]).tf32
 
 
 def torch_python() -> str:

@@ -79,13 +79,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--gpu", type=int, default=0, help="with --device cuda: the GPU id")
-    ap.add_argument("--tf32", action="store_true", help="with --device cuda: the twin's TF32 math (default FP32)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="with --device cuda: TF32 math in both, Caffe's (GPSNET_TF32=1) and the twin's (default FP32)")
     ap.add_argument("--torch-python", help="the interpreter with torch (default: this one, else /usr/bin/python3)")
     ap.add_argument("--no-twin", action="store_true", help="Caffe alone (no torch needed)")
     ap.add_argument("--data", type=Path, help="GPS-layout root (default: a synthetic set of --num images)")
     ap.add_argument("--num", type=int, default=40)
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
+    if args.tf32 and args.device != "cuda":
+        ap.error("--tf32 needs --device cuda (TF32 is a GPU math mode)")
     if args.setting not in ("small", "full", "tiny"):
         ap.error(f"--setting {args.setting}: choose small, full or tiny")
     for name in ("steps", "warmup", "layer_iters", "threads", "num"):
@@ -194,7 +197,7 @@ def report(args: argparse.Namespace, caffe_res: dict[str, Any], twin: dict[str, 
     # the machine's SGEMM rate: the faster of NumPy's (OpenBLAS) and, where the twin ran, torch.mm
     gf = max(caffe_res["numpy_sgemm_gflops"], twin["sgemm_gflops"] if twin else 0.0)
     bound_ms = 1000 * total / gf
-    dev = f"GPU {args.gpu}" if args.device == "cuda" else "CPU"
+    dev = f"GPU {args.gpu}, {'TF32' if args.tf32 else 'FP32'} math in both nets" if args.device == "cuda" else "CPU"
     lines = [f"GPSNet Ad. Fuse train step, setting {args.setting} (canvas {cfg.size}, batch {cfg.batch_size}), "
              f"{dev}, {args.threads} threads; median of {args.steps} steps after {args.warmup} warm-up; "
              f"load average before {caffe_res['load_before']}, after {caffe_res['load_after']}",
@@ -250,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_train: no interpreter with torch found (tried {tried}).\n{INSTALL_TORCH}", file=sys.stderr)
             return 2
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.device == "cuda":   # read once by libcaffe, when its GPU context is made (caffe/util/math_mode.hpp)
+        os.environ["GPSNET_TF32"] = "1" if args.tf32 else "0"
     caffe_res = run_caffe(args)
     caffe_res["load_before"] = load_before
     from gpsnet.bench.caffe_profile import default_work
