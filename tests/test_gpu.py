@@ -149,8 +149,8 @@ PACK_FILES = ["lib/libcaffe.so.1.0.0", "lib/libboost_python312.so.1.74.0", "pyth
               "python/caffe/_caffe.so", "python/caffe/proto/caffe_pb2.py"]
 
 
-def run_gpu_run(tmp_path: Path, pack: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(pack), "--steps", "check"],
+def run_gpu_run(tmp_path: Path, pack: Path, steps: str = "check") -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(pack), "--steps", steps],
                           env=dict(os.environ, OUT=str(tmp_path / "out"), GPSNET_GPU_DIR=str(tmp_path / "work"),
                                    PYTHON=sys.executable),
                           capture_output=True, text=True, timeout=60)
@@ -169,6 +169,40 @@ def test_gpu_run_refuses_a_pack_for_another_python(tmp_path):
     assert "for Python 399" in res.stdout
 
 
+def test_gpu_run_names_libraries_neither_packed_nor_on_the_machine(tmp_path):
+    """A pack whose libcaffe needs a library that scripts/gpu/device-has.txt left out but the machine
+    lacks: gpu_run stops before any step, naming it (not Python's ImportError later)."""
+    import tarfile
+    here = f"{sys.version_info[0]}{sys.version_info[1]}"
+    pack = fake_pack(tmp_path, here, PACK_FILES)
+    build = tmp_path / "so"
+    build.mkdir()
+    (build / "gone.c").write_text("int gone(void) { return 1; }\n")
+    (build / "caffe.c").write_text("int gone(void);\nint caffe(void) { return gone(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(build / "libgpsnetgone.so.7"), "-Wl,-soname,libgpsnetgone.so.7",
+                    str(build / "gone.c")], check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "stage" / "lib" / "libcaffe.so.1.0.0"),
+                    str(build / "caffe.c"), str(build / "libgpsnetgone.so.7")], check=True)
+    with tarfile.open(pack, "w:xz") as tar:
+        tar.add(tmp_path / "stage", arcname=".")
+    res = run_gpu_run(tmp_path, pack, "check")
+    assert res.returncode == 1
+    assert "neither the pack nor this machine has: libgpsnetgone.so.7" in res.stdout, res.stdout
+
+
+def test_gpu_run_refuses_an_unknown_step_before_any_work(tmp_path):
+    res = run_gpu_run(tmp_path, tmp_path / "none.tar.xz", "check,bench-ful")
+    assert res.returncode == 2
+    assert "unknown step bench-ful" in res.stderr and "bench-full-tf32" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_run_says_when_a_pack_has_no_cxx_tests(tmp_path):
+    here = f"{sys.version_info[0]}{sys.version_info[1]}"
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, here, PACK_FILES), "cxx")
+    assert "the pack has no C++ tests (cxx/bin/test.testbin)" in res.stdout, res.stdout
+
+
 @pytest.mark.skipif(not (ROOT / ".carry" / "gpsnet-gpu.tar.xz").is_file(), reason="no pack made here")
 def test_a_made_pack_holds_a_pycaffe_free_of_python_311(tmp_path):
     """On a machine where scripts/gpu_pack ran: its _caffe.so and libcaffe need no libpython and no
@@ -182,6 +216,13 @@ def test_a_made_pack_holds_a_pycaffe_free_of_python_311(tmp_path):
     manifest = (tmp_path / "MANIFEST").read_text()
     assert manifest.startswith("python 312\n")
     assert "./lib/libboost_python312.so.1.74.0" in manifest
+    # gpu_run's cxx step: the build's C++ tests with their own libcaffe and what lib/ lacks
+    for f in ("cxx/bin/test.testbin", "cxx/lib/libcaffe.so.1.0.0", "cxx/examples/images/cat.jpg"):
+        assert f"./{f}" in manifest, f
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{tmp_path / 'cxx' / 'lib'}:{tmp_path / 'lib'}")
+    ldd = subprocess.run(["ldd", str(tmp_path / "cxx" / "bin" / "test.testbin")], capture_output=True, text=True,
+                         env=env).stdout
+    assert str(tmp_path / "cxx" / "lib" / "libcaffe.so.1.0.0") in ldd, ldd
 
 
 @pytest.mark.parametrize("variant, stage", [("ad_fuse", None), ("det_par", "par")])
