@@ -61,3 +61,30 @@ def test_the_caffe_tool_wrapper_passes_the_spin_count_on(tmp_path, given, seen):
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"spin={seen} args=device_query"
+
+
+def test_shell_exports_give_a_shell_the_thread_count():
+    """``shell_exports(n)`` evaluated by bash (as scripts/test and the one-core benchmarks do) sets
+    every variable of ``thread_env(n)`` and the OpenMP defaults."""
+    code = "import gpsnet.threads as t; print(t.shell_exports(2))"
+    names = [*THREAD_VARIABLES, *OPENMP_DEFAULTS]
+    out = subprocess.run(["bash", "-c", f'eval "$("{sys.executable}" -c "{code}")"; echo '
+                          + " ".join(f"${n}" for n in names)],
+                         env=_without_spin(**{v: "9" for v in THREAD_VARIABLES}), capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["2"] * len(THREAD_VARIABLES) + list(OPENMP_DEFAULTS.values())
+
+
+def test_the_scripts_take_the_thread_variables_from_threads_py():
+    """One place for them: no script under scripts/ sets a thread variable of ``thread_env`` itself
+    (scripts/image_smoke's OPENBLAS_NUM_THREADS=1, a limit for the whole smoke test, aside)."""
+    setters = {}
+    for script in sorted((ROOT / "scripts").iterdir()):
+        if script.is_file() and script.name != "image_smoke":
+            text = script.read_text(errors="replace")
+            found = [v for v in THREAD_VARIABLES if f"{v}=" in text]
+            if found:
+                setters[script.name] = found
+    assert setters == {}
+    for name in ("test", "bench_data", "bench_detection", "bench_eval"):
+        assert "shell_exports(1)" in (ROOT / "scripts" / name).read_text(), name

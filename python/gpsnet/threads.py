@@ -11,7 +11,9 @@ import (every ``gpsnet`` command, the Python layers, the tests) and, for the caf
 ``scripts/caffe_env`` (``shell_exports``). A value already set wins.
 
 ``thread_env(n)``: the variables that give a child process ``n`` threads (the fork's OpenMP loops,
-OpenBLAS, MKL where a NumPy uses it).
+OpenBLAS, MKL where a NumPy uses it, OpenCV's loops). The shell scripts that run on one core
+(``scripts/test``'s C++ shards, ``scripts/bench_data`` / ``bench_detection`` / ``bench_eval``) take the same
+variables from ``shell_exports(1)``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import shlex
 from collections.abc import MutableMapping
 
 OPENMP_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000"}
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
 
 
 def openmp_defaults(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
@@ -37,8 +39,13 @@ def thread_env(threads: int) -> dict[str, str]:
     return {var: str(threads) for var in THREAD_VARIABLES}
 
 
-def shell_exports() -> str:
+def shell_exports(threads: int | None = None) -> str:
     """``export NAME=VALUE`` lines for ``OPENMP_DEFAULTS``, with the environment's value where it had one
-    (``scripts/caffe_env`` evaluates them before it starts the caffe tool)."""
+    (``scripts/caffe_env`` evaluates them before it starts the caffe tool), and with ``threads`` those
+    of ``thread_env(threads)``."""
     openmp_defaults()
-    return "\n".join(f"export {name}={shlex.quote(os.environ[name])}" for name in OPENMP_DEFAULTS)
+    values = {name: os.environ[name] for name in OPENMP_DEFAULTS}
+    if threads is not None:
+        values.update(thread_env(threads))
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
+
