@@ -70,11 +70,7 @@ RUN apt-get update \
     && useradd --create-home --shell /bin/bash gpsnet
 COPY --from=build /opt/gpsnet/cache/build/image/install /opt/gpsnet/cache/build/image/install
 COPY --from=build /opt/gpsnet/src /opt/gpsnet/src
-# Caffe's own CPU convolutions in the image (docker run -e GPSNET_CPU_CONV=dnnl for oneDNN's): inside
-# the image, oneDNN's forward aborted on a corrupted heap once in two smoke runs, never on the host
-# (docs/fork.md "Known issues").
-ENV PATH=/opt/gpsnet/src/.venv/bin:$PATH \
-    GPSNET_CPU_CONV=caffe
+ENV PATH=/opt/gpsnet/src/.venv/bin:$PATH
 USER gpsnet
 WORKDIR /home/gpsnet
 CMD ["gpsnet", "--help"]

@@ -1,8 +1,16 @@
 // The oneDNN CPU engine of ConvolutionLayer (caffe/util/dnnl_conv.hpp) against Caffe's own
 // im2col + GEMM engine (engine: CAFFE) on the same blobs: forward, the bottom gradient, the
 // accumulated weight gradient and the bias gradient, on plain, padded, strided, dilated, grouped,
-// rectangular and 1x1 convolutions, across a change of shape; and a gradient check.
+// rectangular and 1x1 convolutions, across a change of shape; and a gradient check. And that no
+// signal is handled while a oneDNN kernel has its stack pointer in the heap.
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <ucontext.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -180,6 +188,76 @@ TEST_F(DnnlConvolutionTest, GradientDilatedGrouped) {
   GradientChecker<float> checker(1e-2, 1e-3);
   checker.CheckGradientExhaustive(&layer, bv, tv);
 }
+
+#if defined(__x86_64__) && defined(__linux__)
+namespace {
+
+// Each thread's stack, recorded before the timer runs; the handler compares the interrupted
+// stack pointer with its thread's (a thread without a record is not judged).
+struct StackBounds {
+  uintptr_t lo, hi;
+};
+thread_local StackBounds tls_stack = {0, 0};
+std::atomic<int> signals_seen(0), signals_off_stack(0);
+
+void RecordThisThreadsStack() {
+  pthread_attr_t attr;
+  void* addr = NULL;
+  size_t size = 0;
+  ASSERT_EQ(pthread_getattr_np(pthread_self(), &attr), 0);
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  tls_stack.lo = reinterpret_cast<uintptr_t>(addr);
+  tls_stack.hi = tls_stack.lo + size;
+}
+
+void OnProfilingTick(int, siginfo_t*, void* context) {
+  const uintptr_t sp = static_cast<uintptr_t>(
+      static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RSP]);
+  ++signals_seen;
+  if (tls_stack.hi != 0 && (sp < tls_stack.lo || sp > tls_stack.hi)) ++signals_off_stack;
+}
+
+}  // namespace
+
+// oneDNN 2.x's JIT GEMM kernels point rsp into a heap buffer while they run (dnnl_conv.cpp), and
+// a signal handled then wrote its frame into the heap: the caffe tool's Ctrl-C test aborted on a
+// corrupted heap now and then. A profiling timer (SIGPROF every 100 us of CPU time, with a
+// handler) runs while the layer computes the DeepLab ASPP convolution (dilation 8 on a 49 x 49
+// map, which oneDNN computes with its GEMM): every signal must find the interrupted thread's stack
+// pointer on that thread's stack.
+TEST_F(DnnlConvolutionTest, NoSignalLandsWhileAKernelsStackPointerIsInTheHeap) {
+  RecordThisThreadsStack();
+#ifdef _OPENMP
+#pragma omp parallel
+  RecordThisThreadsStack();
+#endif
+  Case c = {3, 3, 1, 8, 8, 1, false, 64};
+  Blob<float> bottom(std::vector<int>{2, 64, 49, 49}), top;
+  Fill(&bottom, 1);
+  vector<Blob<float>*> bv(1, &bottom), tv(1, &top);
+  ConvolutionLayer<float> layer(ConvParam(c, ConvolutionParameter_Engine_DEFAULT));
+  layer.SetUp(bv, tv);
+  struct sigaction on_tick, before;
+  on_tick.sa_sigaction = &OnProfilingTick;
+  on_tick.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&on_tick.sa_mask);
+  ASSERT_EQ(sigaction(SIGPROF, &on_tick, &before), 0);
+  signals_seen = 0;
+  signals_off_stack = 0;
+  const itimerval every_100us = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+  ASSERT_EQ(setitimer(ITIMER_PROF, &every_100us, NULL), 0);
+  for (int i = 0; i < 30; ++i) {
+    layer.Forward(bv, tv);
+    FillDiff(&top);
+    layer.Backward(tv, vector<bool>(1, true), bv);
+  }
+  setitimer(ITIMER_PROF, &off, NULL);
+  sigaction(SIGPROF, &before, NULL);
+  EXPECT_GT(signals_seen.load(), 10) << "the timer did not tick: the test measured nothing";
+  EXPECT_EQ(signals_off_stack.load(), 0) << "of " << signals_seen.load() << " signals";
+}
+#endif  // x86-64 Linux
 
 }  // namespace caffe
 

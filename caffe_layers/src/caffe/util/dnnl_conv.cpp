@@ -6,6 +6,12 @@
 #include "caffe/util/dnnl_conv.hpp"
 
 #ifdef USE_DNNL
+#include <pthread.h>
+#include <signal.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <unordered_map>
 
 #include "dnnl.hpp"
@@ -59,6 +65,51 @@ dnnl::engine& CpuEngine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
+
+// oneDNN 2.x's JIT GEMM kernels (x64:gemm:jit: its f32 AVX2 and AVX-512 GEMMs, which it picks
+// for GPSNet's dilated ASPP convolutions) point rsp into a heap buffer while they run, so a signal
+// handled on such a thread pushes its frame into the heap: a Ctrl-C (the caffe tool's and
+// gpsnet's handlers), a SIGTERM or a profiler's timer corrupted the heap at random, found later
+// by a free ("corrupted size vs. prev_size", oneDNN issue #4845, fixed in oneDNN 3.11; Debian 12
+// has 2.6). So while oneDNN computes, the asynchronous signals stay blocked on the threads that
+// run its kernels: on the calling thread for the pass, on the OpenMP workers for good (they
+// handle none; a thread libgomp makes during the pass inherits the caller's blocked mask). A
+// signal sent meanwhile waits until the pass returns, or goes to another thread of the process.
+// The synchronous ones (a fault in the pass) are not blocked.
+class AsyncSignalsHeld {
+ public:
+  AsyncSignalsHeld() {
+    static const sigset_t async = AsyncSignals();
+    pthread_sigmask(SIG_BLOCK, &async, &old_);
+#ifdef _OPENMP
+    if (omp_get_max_threads() > 1) {
+#pragma omp parallel
+      {
+        static thread_local bool held = false;
+        if (!held && omp_get_thread_num() != 0) {
+          pthread_sigmask(SIG_BLOCK, &async, NULL);
+          held = true;
+        }
+      }
+    }
+#endif
+  }
+  ~AsyncSignalsHeld() { pthread_sigmask(SIG_SETMASK, &old_, NULL); }
+
+ private:
+  static sigset_t AsyncSignals() {
+    sigset_t s;
+    sigfillset(&s);
+    const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t i = 0; i < sizeof(synchronous) / sizeof(synchronous[0]); ++i) {
+      sigdelset(&s, synchronous[i]);
+    }
+    return s;
+  }
+  sigset_t old_;
+  AsyncSignalsHeld(const AsyncSignalsHeld&);
+  AsyncSignalsHeld& operator=(const AsyncSignalsHeld&);
+};
 
 // Scratch memory for the reordered copies, shared by every DnnlConvolution of a thread: a pass is
 // done with them when it returns (it waits for its stream), so a net holds one set, as large as its
@@ -187,6 +238,7 @@ void DnnlConvolution<Dtype>::Forward(const DnnlConvGeometry& g, const Dtype* bot
     const Dtype* weight, const Dtype* bias, Dtype* top) {
   CHECK_EQ(sizeof(Dtype), sizeof(float)) << "oneDNN convolutions are float only";
   if (g.num == 0) return;
+  AsyncSignalsHeld held;
   if (!impl_ || !(impl_->g == g)) {
     delete impl_;
     impl_ = NULL;
@@ -219,6 +271,7 @@ void DnnlConvolution<Dtype>::Backward(const DnnlConvGeometry& g, const Dtype* to
   if (g.num == 0 || (!bottom_diff && !weight_diff)) return;
   CHECK(impl_ && impl_->g == g) << "oneDNN convolution: backward without the forward pass "
                                 << "of the same shapes";
+  AsyncSignalsHeld held;
   Impl& m = *impl_;
   m.MakeBackward();
   const float* td = reinterpret_cast<const float*>(top_diff);
