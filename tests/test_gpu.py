@@ -146,6 +146,7 @@ def fake_pack(tmp_path: Path, python: str, files: list[str]) -> Path:
     return pack
 
 
+THIS_PYTHON = f"{sys.version_info[0]}{sys.version_info[1]}"   # as gpu_run and MANIFEST write it
 PACK_FILES = ["lib/libcaffe.so.1.0.0", "lib/libboost_python312.so.1.74.0", "python/caffe/__init__.py",
               "python/caffe/_caffe.so", "python/caffe/proto/caffe_pb2.py"]
 
@@ -158,8 +159,7 @@ def run_gpu_run(tmp_path: Path, pack: Path, steps: str = "check") -> subprocess.
 
 
 def test_gpu_run_names_what_a_pack_lacks(tmp_path):
-    here = f"{sys.version_info[0]}{sys.version_info[1]}"
-    res = run_gpu_run(tmp_path, fake_pack(tmp_path, here, [f for f in PACK_FILES if not f.endswith("_caffe.so")]))
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, THIS_PYTHON, [f for f in PACK_FILES if not f.endswith("_caffe.so")]))
     assert res.returncode == 1
     assert "lacks python/caffe/_caffe.so" in res.stdout
 
@@ -176,8 +176,7 @@ def test_gpu_run_names_libraries_neither_packed_nor_on_the_machine(tmp_path):
     """A pack whose libcaffe needs a library that scripts/gpu/device-has.txt left out but the machine
     lacks: gpu_run stops before any step, naming it (not Python's ImportError later)."""
     import tarfile
-    here = f"{sys.version_info[0]}{sys.version_info[1]}"
-    pack = fake_pack(tmp_path, here, PACK_FILES)
+    pack = fake_pack(tmp_path, THIS_PYTHON, PACK_FILES)
     build = tmp_path / "so"
     build.mkdir()
     (build / "gone.c").write_text("int gone(void) { return 1; }\n")
@@ -201,8 +200,7 @@ def test_gpu_run_refuses_an_unknown_step_before_any_work(tmp_path):
 
 
 def test_gpu_run_says_when_a_pack_has_no_cxx_tests(tmp_path):
-    here = f"{sys.version_info[0]}{sys.version_info[1]}"
-    res = run_gpu_run(tmp_path, fake_pack(tmp_path, here, PACK_FILES), "cxx")
+    res = run_gpu_run(tmp_path, fake_pack(tmp_path, THIS_PYTHON, PACK_FILES), "cxx")
     assert "the pack has no C++ tests (cxx/bin/test.testbin)" in res.stdout, res.stdout
 
 
