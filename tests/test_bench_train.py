@@ -152,3 +152,57 @@ print("ok")
     if "No module named 'torchvision'" in res.stderr:
         pytest.skip("torch without torchvision: nothing to compare the fallback with")
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_the_twins_inputs_are_made_on_its_device(tmp_path):
+    """The twin's fixed batch is shaped by a backbone forward on the model's device (the GPU's: here
+    torch's "meta" device stands in, which refuses a CPU tensor as a GPU would)."""
+    py = torch_python()
+    from gpsnet.bench.plan import twin_plan
+    from gpsnet.nets.config import named_setting
+    tiny = named_setting("tiny")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(twin_plan(tiny.cfg, tiny.schedule, {"rois": 8, "rpn_rois": 12, "mask_rois": 4})))
+    script = f"""
+import json, torch
+from gpsnet.bench.twin import Twin, inputs
+plan = json.load(open({str(plan)!r}))
+t = inputs(plan, Twin(plan).to("meta"), torch.device("meta"))
+assert {{str(v.device) for v in t.values()}} == {{"meta"}}, {{k: str(v.device) for k, v in t.items()}}
+print("ok")
+"""
+    res = subprocess.run([py, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT / "python")))
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_a_failed_twin_keeps_caffes_half(tmp_path):
+    """A twin that fails (here an interpreter that imports torch but dies as the twin) costs the twin's
+    half only: Caffe's line and table are printed, the JSON holds Caffe's results, exit 3."""
+    fake = tmp_path / "python-with-a-broken-twin"
+    fake.write_text('#!/bin/bash\n[ "$1" = -c ] && exit 0\necho "the twin broke" >&2\nexit 7\n')
+    fake.chmod(0o755)
+    out = tmp_path / "bench.json"
+    res = subprocess.run([str(ROOT / "scripts" / "bench_train"), "--setting", "tiny", "--steps", "1", "--warmup", "0",
+                          "--layer-iters", "0", "--threads", "1", "--torch-python", str(fake), "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, GLOG_minloglevel="2"))
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "the PyTorch twin failed (exit 7)" in res.stderr and "the twin broke" in res.stderr
+    assert "bench_train: Caffe " in res.stdout and "| Caffe (pycaffe)" in res.stdout
+    result = json.loads(out.read_text())
+    assert result["twin"] is None and result["partial"] is False and result["caffe"]["step_ms_median"] > 0
+
+
+def test_the_twin_gets_the_machines_library_path_and_its_gpu():
+    """gpu_run puts Caffe's pack first on LD_LIBRARY_PATH and saves the machine's own in
+    GPSNET_TWIN_LD_LIBRARY_PATH: the twin's torch gets that one back (its own CUDA libraries); its
+    GPU is the --gpu-th of a CUDA_VISIBLE_DEVICES the machine set."""
+    from gpsnet.bench.train_bench import twin_env, visible_device
+    env = twin_env({"LD_LIBRARY_PATH": "/pack/lib:/usr/local/cuda/lib64", "GPSNET_TWIN_LD_LIBRARY_PATH": "/opt/x"})
+    assert env["LD_LIBRARY_PATH"] == "/opt/x" and "GPSNET_TWIN_LD_LIBRARY_PATH" not in env
+    assert "LD_LIBRARY_PATH" not in twin_env({"LD_LIBRARY_PATH": "/pack/lib", "GPSNET_TWIN_LD_LIBRARY_PATH": ""})
+    assert twin_env({"LD_LIBRARY_PATH": "/mine"})["LD_LIBRARY_PATH"] == "/mine"   # outside gpu_run: as it is
+    assert visible_device({}, 1) == "1"
+    assert visible_device({"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}, 1) == "GPU-bb"
+    with pytest.raises(SystemExit, match="shows 1 device"):
+        visible_device({"CUDA_VISIBLE_DEVICES": "3"}, 1)

@@ -14,9 +14,9 @@ GEMM_SHAPE: tuple[int, int, int] = (64, 9216, 576)
 
 
 def gemm_gflops(matmul: Callable[[], object], shape: tuple[int, int, int] = GEMM_SHAPE,
-                seconds: float = 0.5) -> float:
-    """GFLOPS of ``matmul()`` (an M x K by K x N single-precision product of ``shape``): the best
-    of repeated calls over about ``seconds`` after one warm-up call."""
+                seconds: float = 0.5, calls: int = 1) -> float:
+    """GFLOPS of ``matmul()`` (``calls`` M x K by K x N single-precision products of ``shape``): the
+    best of repeated calls over about ``seconds`` after one warm-up call."""
     m, n, k = shape
     matmul()
     best = float("inf")
@@ -28,7 +28,7 @@ def gemm_gflops(matmul: Callable[[], object], shape: tuple[int, int, int] = GEMM
         best = min(best, t)
         if t0 + t >= end:
             break
-    return 2.0 * m * n * k / best / 1e9
+    return 2.0 * m * n * k * calls / best / 1e9
 
 
 def median(xs: list[float]) -> float:

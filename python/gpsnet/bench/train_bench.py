@@ -11,7 +11,9 @@ with as many RoIs as the Caffe net's last step. Both use ``--threads`` CPU threa
 OMP_NUM_THREADS and MKL_NUM_THREADS for Caffe and NumPy; torch.set_num_threads for the twin). The
 GEMM bound: the step's conv + fc FLOPs (forward and backward) at the SGEMM rate NumPy measures at a
 conv-like shape (``GEMM_SHAPE``). Exit status 1 when the twin's parameter shapes differ from the
-Caffe net's (a layer of the twin off), 2 when no interpreter with torch is found."""
+Caffe net's (a layer of the twin off), 2 when no interpreter with torch is found, 3 when the twin
+failed (Caffe's table is printed all the same). Caffe's half is printed and written to ``--json``
+(``"partial": true``) as soon as it is measured, before the twin runs."""
 from __future__ import annotations
 
 import argparse
@@ -58,12 +60,35 @@ def find_torch_python(given: str | None) -> str | None:
     return None
 
 
+TWIN_LIBRARY_PATH = "GPSNET_TWIN_LD_LIBRARY_PATH"
+
+
 def twin_env(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    """The twin's environment: only the project's python/ on its path (not the venv's packages)."""
+    """The twin's environment: only the project's python/ on its path (not the venv's packages), and
+    where ``GPSNET_TWIN_LD_LIBRARY_PATH`` is set (scripts/gpu_run: the machine's library path before
+    it put Caffe's pack first) that library path, so that torch loads its own CUDA libraries."""
     out = dict(env)
     out["PYTHONPATH"] = str(ROOT / "python")
     out.pop("PYTHONHOME", None)
+    if TWIN_LIBRARY_PATH in out:
+        saved = out.pop(TWIN_LIBRARY_PATH)
+        if saved:
+            out["LD_LIBRARY_PATH"] = saved
+        else:
+            out.pop("LD_LIBRARY_PATH", None)
     return out
+
+
+def visible_device(env: os._Environ[str] | dict[str, str], gpu: int) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for the twin: GPU ``gpu`` as Caffe numbers it, i.e. the gpu-th entry of
+    a list the machine already set (ids, UUIDs or MIG instances), else ``gpu`` itself."""
+    given = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if not given:
+        return str(gpu)
+    if gpu >= len(given):
+        raise SystemExit(f"bench_train: --gpu {gpu}, but CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']} "
+                         f"shows {len(given)} device(s)")
+    return given[gpu]
 
 
 def set_threads(threads: int) -> None:
@@ -145,7 +170,7 @@ def run_twin(args: argparse.Namespace, python: str, plan: dict[str, Any], work: 
         cmd.append("--tf32")
     env = twin_env(os.environ)
     if args.device == "cuda":
-        env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+        env["CUDA_VISIBLE_DEVICES"] = visible_device(os.environ, args.gpu)
     res = subprocess.run(cmd, env=env)
     if res.returncode != 0:
         raise SystemExit(f"bench_train: the PyTorch twin failed (exit {res.returncode}): {' '.join(cmd)} "
@@ -262,23 +287,38 @@ def main(argv: list[str] | None = None) -> int:
     from gpsnet.nets.config import named_setting
     setting = named_setting(args.setting)
     plan = twin_plan(setting.cfg, setting.schedule, caffe_res["counts"])
+
+    def write_json(twin: dict[str, Any] | None, found: list[str], text: str | None, partial: bool) -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"setting": args.setting, "device": args.device, "threads": args.threads,
+                                             "caffe": caffe_res, "twin": twin, "plan": plan, "mismatches": found,
+                                             "table": text, "partial": partial}, indent=1) + "\n")
+
+    # Caffe's half kept at once: a twin that fails or a step killed by a time limit loses only the twin's.
+    kinds = ", ".join(f"{k} {v:.1f}" for k, v in list(caffe_res["profile"].get("by_kind_ms", {}).items())[:5])
+    print(f"bench_train: Caffe {caffe_res['step_ms_median']:.1f} ms per step (median of {args.steps}); "
+          f"RoIs {caffe_res['counts']}" + (f"; by kind (ms): {kinds}" if kinds else ""), flush=True)
+    write_json(None, [], None, python is not None)
     twin = None
     found: list[str] = []
+    twin_failed = False
     if python is not None:
         work = default_work("bench-train-twin")
         work.mkdir(parents=True, exist_ok=True)
-        twin = run_twin(args, python, plan, work)
-        twin["python"] = python
-        found = mismatches(caffe_res, twin)
+        try:
+            twin = run_twin(args, python, plan, work)
+        except SystemExit as e:   # the message says how it failed; Caffe's table still follows
+            print(e, file=sys.stderr)
+            twin_failed = True
+        if twin is not None:
+            twin["python"] = python
+            found = mismatches(caffe_res, twin)
     caffe_res["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = report(args, caffe_res, twin, plan, found)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"setting": args.setting, "device": args.device, "threads": args.threads,
-                                         "caffe": caffe_res, "twin": twin, "plan": plan,
-                                         "mismatches": found, "table": text}, indent=1) + "\n")
-    return 1 if found else 0
+    write_json(twin, found, text, False)
+    return 1 if found else 3 if twin_failed else 0
 
 
 if __name__ == "__main__":

@@ -34,11 +34,12 @@ from gpsnet.bench import GEMM_SHAPE, gemm_gflops, median
 
 try:
     from torchvision.ops import roi_align as _tv_roi_align
-except ImportError:   # no torchvision (or one that does not match torch): the torch implementation
+except Exception:   # no torchvision, or one that does not match torch (a RuntimeError at import): torch's
     _tv_roi_align = None
 
 ROI_ALIGN_IMPL = "torchvision.ops.roi_align" if _tv_roi_align is not None else "gpsnet.bench.twin.roi_align_torch"
 IGNORE = 255
+MM_CALLS = 50   # GEMM products per timed call on a GPU (gemm_gflops)
 
 
 def roi_align_torch(feat: torch.Tensor, rois: torch.Tensor, out: int, scale: float, sampling: int,
@@ -244,7 +245,7 @@ def inputs(plan: dict[str, Any], model: Twin, device: torch.device) -> dict[str,
     g = torch.Generator().manual_seed(0)
     data = torch.randn(n, 3, s, s, generator=g) * 60
     with torch.no_grad():   # the maps' sizes
-        x = data
+        x = data.to(device)
         for name, pool in model.backbone:
             x = model.layers[name](x) if name is not None else _pool(x, pool)
     h, w = x.shape[2:]
@@ -356,14 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     a = torch.randn(m, k, device=device)
     b = torch.randn(k, n, device=device)
 
+    # On a GPU one product of this shape takes about as long as the launch and the sync around it:
+    # MM_CALLS products between two syncs measure the GEMM, not the latency.
+    calls = MM_CALLS if args.device == "cuda" else 1
+
     def mm() -> None:
-        torch.mm(a, b)
+        for _ in range(calls):
+            torch.mm(a, b)
         sync()
     res = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
            "roi_align": ROI_ALIGN_IMPL, "tf32": args.tf32, "steps_s": times,
            "step_ms_median": 1000 * median(times) if times else None, "losses": losses,
            "param_shapes": {name: [list(p.shape) for p in mod.parameters()] for name, mod in model.layers.items()},
-           "geometry": model.geometry(), "gemm_flops": flops, "sgemm_gflops": gemm_gflops(mm)}
+           "geometry": model.geometry(), "gemm_flops": flops, "sgemm_gflops": gemm_gflops(mm, calls=calls)}
     args.out.write_text(json.dumps(res) + "\n")
     return 0
 
