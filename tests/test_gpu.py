@@ -239,3 +239,56 @@ def test_profile_script_runs_on_the_cpu(tmp_path, data_root, variant, stage):
     assert res.returncode == 0, res.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["variant"] == variant and result["setting"] == "tiny"
+
+
+def fake_testbin_pack(tmp_path: Path) -> Path:
+    """A pack whose cxx/bin/test.testbin is a script: it records each call (filter, device, the
+    no-workspace variable) in $CALLS, aborts the first group's run and passes the others."""
+    import tarfile
+    pack = fake_pack(tmp_path, THIS_PYTHON, PACK_FILES)
+    testbin = tmp_path / "stage" / "cxx" / "bin" / "test.testbin"
+    testbin.parent.mkdir(parents=True)
+    testbin.write_text('#!/bin/bash\necho "$1 $2 ws=${GPSNET_CUDNN_WORKSPACE_MB:-}" >> "$CALLS"\n'
+                       'case "$1" in *Nms*) echo "[  FAILED  ] NmsTest.Dies (1 ms)"; kill -ABRT $$ ;; esac\n'
+                       'echo "[  PASSED  ] 2 tests."\n')
+    testbin.chmod(0o755)
+    with tarfile.open(pack, "w:xz") as tar:
+        tar.add(tmp_path / "stage", arcname=".")
+    return pack
+
+
+def test_gpu_run_runs_each_cxx_group_in_its_own_process(tmp_path):
+    """The C++ tests go in groups, the never-run GPU code first, each its own process: one that aborts
+    (a CHECK) loses its group only; the no-workspace group runs with GPSNET_CUDNN_WORKSPACE_MB=0."""
+    calls = tmp_path / "calls.txt"
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(fake_testbin_pack(tmp_path)),
+                          "--steps", "cxx"],
+                         env=dict(os.environ, OUT=str(tmp_path / "out"), GPSNET_GPU_DIR=str(tmp_path / "work"),
+                                  PYTHON=sys.executable, CALLS=str(calls)),
+                         capture_output=True, text=True, timeout=120)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("--gtest_filter=Nms*") and "-*DeathTest*" in lines[0]
+    assert lines[1] == "--gtest_filter=CuDNNConvEnginesTest* 0 ws="
+    assert lines[2] == "--gtest_filter=CuDNNConvEnginesTest* 0 ws=0"
+    assert lines[3].startswith("--gtest_filter=CuDNN*-CuDNNConvEnginesTest*")
+    assert lines[4].endswith("-*/0.*:*/1.* 0 ws=")
+    out = res.stdout
+    assert "-- cxx gpsnet: exit 134" in out and "[  FAILED  ] NmsTest.Dies" in out, out
+    assert "-- cxx upstream: exit 0; [  PASSED  ] 2 tests." in out, out
+    assert sorted(p.name for p in (tmp_path / "out").glob("cxx_*.log")) == [
+        "cxx_cudnn-engines.log", "cxx_cudnn-no-workspace.log", "cxx_cudnn-upstream.log", "cxx_gpsnet.log",
+        "cxx_upstream.log"]
+    assert out.rstrip().endswith("s"), out   # "gpu_run: done in ..s": the log's end is not lost
+
+
+def test_gpu_run_skips_what_the_budget_has_no_time_for(tmp_path):
+    """A step with no time left is skipped and says so (timeout 0 would have meant: no limit)."""
+    calls = tmp_path / "calls.txt"
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run"), "--pack", str(fake_testbin_pack(tmp_path)),
+                          "--steps", "cxx", "--budget", "3"],
+                         env=dict(os.environ, OUT=str(tmp_path / "out"), GPSNET_GPU_DIR=str(tmp_path / "work"),
+                                  PYTHON=sys.executable, CALLS=str(calls)),
+                         capture_output=True, text=True, timeout=60)
+    assert not calls.exists()
+    assert res.stdout.count("gpu_run: no time left in the budget: skipped env") == 5, res.stdout
