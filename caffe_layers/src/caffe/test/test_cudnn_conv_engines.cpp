@@ -1,7 +1,8 @@
 // The cuDNN convolution engine against the Caffe engine (GPSNet patch 0004, docs/fork.md
-// "cuDNN"): dilated, strided and grouped convolutions, one and two bottoms, and a shape change
-// between forwards (a new search, then a cached one). Forward outputs, bottom, weight and bias
-// gradients must agree. GPU only; compiled into test.testbin when USE_CUDNN.
+// "cuDNN"): dilated, strided and grouped convolutions, one and two bottoms, a shape change
+// between forwards (a new search, then a cached one), batches sharing a search and layers
+// sharing one (the process-wide cache; its rules on the host: test_cudnn_conv_search.cpp).
+// Forward outputs, bottom, weight and bias gradients must agree. GPU only; compiled into test.testbin when USE_CUDNN.
 #ifdef USE_CUDNN
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "caffe/layer_factory.hpp"
 #include "caffe/layers/conv_layer.hpp"
 #include "caffe/layers/cudnn_conv_layer.hpp"
+#include "caffe/util/cudnn_conv_search.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/math_mode.hpp"
 
@@ -178,6 +180,47 @@ TYPED_TEST(CuDNNConvEnginesTest, TestShapeChange) {
   shapes.push_back(this->MakeShape(3, 4, 13, 7));
   shapes.push_back(this->MakeShape(2, 4, 9, 10));
   this->Compare(this->Param(6, 3, 1, 2, 2, 2, true), shapes, 1);
+}
+
+// The process-wide cache (util/cudnn_conv_search.hpp): batches of one power-of-two bucket take
+// the bucket's algorithms (after cuDNN reports their workspace for each shape) and stay right; the
+// next bucket is searched. (A geometry of its own, new at each run of the test in the process
+// (--gtest_repeat), so that no earlier entry counts.)
+TYPED_TEST(CuDNNConvEnginesTest, TestBatchesOfOneBucketShareOneSearch) {
+  static int run = 0;
+  const int w = 13 + run++;
+  cudnn::ConvAlgoCache& cache = cudnn::ConvAlgoCache::Global();
+  const int searches = cache.searches(), hits = cache.hits();
+  vector<vector<int> > shapes;
+  shapes.push_back(this->MakeShape(5, 3, 11, w));  // bucket 8: searched
+  shapes.push_back(this->MakeShape(7, 3, 11, w));  // bucket 8: the cache's
+  shapes.push_back(this->MakeShape(8, 3, 11, w));  // bucket 8: the cache's
+  shapes.push_back(this->MakeShape(9, 3, 11, w));  // bucket 16: searched
+  this->Compare(this->Param(5, 3, 1, 3, 3, 1, true), shapes, 1);
+  EXPECT_EQ(searches + 2, cache.searches());
+  EXPECT_EQ(hits + 2, cache.hits());
+}
+
+// Two layers of one geometry share one search; a TEST layer searches its forward only (its
+// backward, with the algorithms that need no workspace, is still right), and a TRAIN layer of
+// the same geometry then searches all three operations.
+TYPED_TEST(CuDNNConvEnginesTest, TestLayersOfOneGeometryShareOneSearch) {
+  static int run = 0;
+  const int w = 11 + run++;
+  cudnn::ConvAlgoCache& cache = cudnn::ConvAlgoCache::Global();
+  const int searches = cache.searches();
+  vector<vector<int> > shapes(1, this->MakeShape(2, 3, 12, w));
+  LayerParameter test_param = this->Param(7, 3, 1, 2, 2, 1, true);
+  test_param.set_phase(TEST);
+  this->Compare(test_param, shapes, 1);
+  EXPECT_EQ(searches + 1, cache.searches());
+  this->Compare(test_param, shapes, 1);  // another TEST layer: the cache's
+  EXPECT_EQ(searches + 1, cache.searches());
+  this->Compare(this->Param(7, 3, 1, 2, 2, 1, true), shapes, 1);  // TRAIN: searched again
+  EXPECT_EQ(searches + 2, cache.searches());
+  this->Compare(test_param, shapes, 1);  // TEST again: the wider entry serves it
+  this->Compare(this->Param(7, 3, 1, 2, 2, 1, true), shapes, 1);
+  EXPECT_EQ(searches + 2, cache.searches());
 }
 
 // layer_factory.cpp: the DEFAULT engine of a dilated convolution is cuDNN now.

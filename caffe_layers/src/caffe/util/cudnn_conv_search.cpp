@@ -1,6 +1,7 @@
 // The cuDNN convolution's algorithm search: caffe/util/cudnn_conv_search.hpp.
 #ifdef USE_CUDNN
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "caffe/util/cudnn_conv_search.hpp"
@@ -22,23 +23,80 @@ cudnnMathType_t ConvMathType() {
 #endif
 }
 
+size_t WorkspaceSliceBytes(size_t bytes) {
+  return (bytes + kWorkspaceAlignBytes - 1) / kWorkspaceAlignBytes * kWorkspaceAlignBytes;
+}
+
+int BatchBucket(int n) {
+  CHECK_GE(n, 1) << "a cuDNN convolution's batch must not be empty";
+  int bucket = 1;
+  while (bucket < n) { bucket *= 2; }
+  return bucket;
+}
+
+namespace {
+
+void AppendTensor(cudnnTensorDescriptor_t t, std::vector<int>* key) {
+  cudnnDataType_t type;
+  int n, c, h, w, ns, cs, hs, ws;
+  CUDNN_CHECK(cudnnGetTensor4dDescriptor(t, &type, &n, &c, &h, &w, &ns, &cs, &hs, &ws));
+  const int dims[] = {static_cast<int>(type), BatchBucket(n), c, h, w, ns, cs, hs, ws};
+  key->insert(key->end(), dims, dims + sizeof(dims) / sizeof(dims[0]));
+}
+
+}  // namespace
+
+std::vector<int> ConvProblemKey(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
+    cudnnTensorDescriptor_t y, cudnnConvolutionDescriptor_t conv) {
+  std::vector<int> key;
+  AppendTensor(x, &key);
+  AppendTensor(y, &key);
+  cudnnDataType_t type;
+  cudnnTensorFormat_t format;
+  int k, c, h, wd;
+  CUDNN_CHECK(cudnnGetFilter4dDescriptor(w, &type, &format, &k, &c, &h, &wd));
+  const int filter[] = {static_cast<int>(type), static_cast<int>(format), k, c, h, wd};
+  key.insert(key.end(), filter, filter + 6);
+  int pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w;
+  cudnnConvolutionMode_t mode;
+  cudnnDataType_t compute;
+  CUDNN_CHECK(cudnnGetConvolution2dDescriptor(conv, &pad_h, &pad_w, &stride_h, &stride_w,
+      &dilation_h, &dilation_w, &mode, &compute));
+  const int geometry[] = {pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w,
+                          static_cast<int>(mode), static_cast<int>(compute)};
+  key.insert(key.end(), geometry, geometry + 8);
+  return key;
+}
+
+ConvAlgos ConvAlgoCache::Get(const std::vector<int>& key, int ops, const Search& search,
+                             const Fit& fit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::map<std::vector<int>, Entry>::iterator it = entries_.find(key);
+  if (it != entries_.end() && (it->second.ops & ops) == ops) {
+    ConvAlgos algos = it->second.algos;
+    if (fit(&algos)) {
+      ++hits_;
+      return algos;
+    }
+    ++searches_;
+    return search(ops);  // this shape alone; the bucket keeps its first search
+  }
+  const int want = ops | (it == entries_.end() ? 0 : it->second.ops);
+  ++searches_;
+  const Entry entry = {search(want), want};
+  entries_[key] = entry;
+  return entry.algos;
+}
+
+ConvAlgoCache& ConvAlgoCache::Global() {
+  static ConvAlgoCache cache;
+  return cache;
+}
+
 namespace {
 
 bool IsTensorOpMath(cudnnMathType_t m) {
   return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-}
-
-// cudnnFind* returns its results sorted by time, fastest first: the first that succeeded,
-// fits the limit and has an allowed math type; -1 if none.
-template <typename Perf>
-int Fastest(const std::vector<Perf>& perf, int n, size_t limit_bytes) {
-  for (int k = 0; k < n; ++k) {
-    if (perf[k].status != CUDNN_STATUS_SUCCESS) continue;
-    if (perf[k].memory > limit_bytes) continue;
-    if (!TF32Enabled() && IsTensorOpMath(perf[k].mathType)) continue;
-    return k;
-  }
-  return -1;
 }
 
 // The math type a chosen result runs with: its own with TF32 allowed, else the FP32 one
@@ -47,31 +105,67 @@ cudnnMathType_t MathOf(cudnnMathType_t found) {
   return TF32Enabled() ? found : ConvMathType();
 }
 
-// Implicit GEMM and ALGO_0 (no workspace), with the default math type.
-ConvAlgos NoWorkspaceChoice() {
-  ConvAlgos a;
-  a.fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  a.bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
-  a.bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
-  a.fwd_math = a.bwd_filter_math = a.bwd_data_math = ConvMathType();
-  a.fwd_bytes = a.bwd_filter_bytes = a.bwd_data_bytes = 0;
-  return a;
+// One operation's choice. perf: cudnnFind*'s results, fastest first (n of them; none where the
+// search was not run or failed). The first that succeeded, fits limit_bytes, has an allowed math
+// type and whose workspace cuDNN reports for desc (with that math type) is taken; else
+// `fallback` (no workspace) with ConvMathType(), which cuDNN must accept. workspace(algo,
+// &bytes) is the operation's cudnnGet*WorkspaceSize for desc.
+template <typename Perf, typename Algo, typename Workspace>
+void Choose(const std::string& layer, const char* op, bool searched, cudnnStatus_t status,
+    const std::vector<Perf>& perf, int n, size_t limit_bytes, cudnnConvolutionDescriptor_t desc,
+    const Workspace& workspace, Algo fallback, Algo* algo, cudnnMathType_t* math,
+    size_t* bytes) {
+  for (int k = 0; searched && status == CUDNN_STATUS_SUCCESS && k < n; ++k) {
+    if (perf[k].status != CUDNN_STATUS_SUCCESS) continue;
+    if (perf[k].memory > limit_bytes) continue;
+    if (!TF32Enabled() && IsTensorOpMath(perf[k].mathType)) continue;
+    const cudnnMathType_t m = MathOf(perf[k].mathType);
+    if (cudnnSetConvolutionMathType(desc, m) != CUDNN_STATUS_SUCCESS) continue;
+    size_t b = 0;
+    if (workspace(perf[k].algo, &b) != CUDNN_STATUS_SUCCESS || b > limit_bytes) continue;
+    *algo = perf[k].algo;
+    *math = m;
+    *bytes = std::max(perf[k].memory, b);
+    return;
+  }
+  if (searched) {
+    LOG(WARNING) << layer << ": cuDNN " << op << " algorithm search: "
+                 << (status == CUDNN_STATUS_SUCCESS ? "nothing usable within the workspace limit"
+                                                    : cudnnGetErrorString(status))
+                 << "; using the algorithm without workspace";
+  }
+  *algo = fallback;
+  *math = ConvMathType();
+  CUDNN_CHECK(cudnnSetConvolutionMathType(desc, *math));
+  size_t b = 0;
+  const cudnnStatus_t fallback_status = workspace(fallback, &b);
+  CHECK_EQ(fallback_status, CUDNN_STATUS_SUCCESS) << layer << ": cuDNN refuses the " << op
+      << " algorithm without workspace for this convolution: "
+      << cudnnGetErrorString(fallback_status) << LastErrorMessage();
+  *bytes = b;
 }
 
-void QueryWorkspaceSizes(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
+// The workspace of each algorithm in a, queried for these descriptors (with a's math types);
+// false where cuDNN refuses one or one exceeds limit_bytes.
+bool QueryWorkspaceSizes(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
     cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
-    cudnnConvolutionDescriptor_t bwd_data_desc, ConvAlgos* a) {
-  size_t bytes = 0;
-  CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y,
-      a->fwd, &bytes));
-  a->fwd_bytes = std::max(a->fwd_bytes, bytes);
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y,
-      bwd_filter_desc, w, a->bwd_filter, &bytes));
-  a->bwd_filter_bytes = std::max(a->bwd_filter_bytes, bytes);
-  CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y,
-      bwd_data_desc, x, a->bwd_data, &bytes));
-  a->bwd_data_bytes = std::max(a->bwd_data_bytes, bytes);
+    cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes, ConvAlgos* a) {
+  SetConvMathTypes(*a, fwd_desc, bwd_filter_desc, bwd_data_desc);
+  size_t f = 0, bf = 0, bd = 0;
+  if (cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, a->fwd, &f)
+          != CUDNN_STATUS_SUCCESS ||
+      cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w,
+          a->bwd_filter, &bf) != CUDNN_STATUS_SUCCESS ||
+      cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x,
+          a->bwd_data, &bd) != CUDNN_STATUS_SUCCESS) {
+    return false;
+  }
+  if (std::max(f, std::max(bf, bd)) > limit_bytes) return false;
+  a->fwd_bytes = f;
+  a->bwd_filter_bytes = bf;
+  a->bwd_data_bytes = bd;
+  return true;
 }
 
 }  // namespace
@@ -84,82 +178,104 @@ void SetConvMathTypes(const ConvAlgos& a, cudnnConvolutionDescriptor_t fwd_desc,
   CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_data_desc, a.bwd_data_math));
 }
 
-ConvAlgos NoWorkspaceConvAlgos(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
-    cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
+ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
+    cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
-    cudnnConvolutionDescriptor_t bwd_data_desc) {
-  ConvAlgos a = NoWorkspaceChoice();
-  SetConvMathTypes(a, fwd_desc, bwd_filter_desc, bwd_data_desc);
-  QueryWorkspaceSizes(handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc, &a);
+    cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes, int ops) {
+  ConvAlgos a;
+  int max_count = 0, n = 0;
+  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+
+  // Every search starts from ConvMathType() (cuDNN also tries CUDNN_DEFAULT_MATH).
+  CUDNN_CHECK(cudnnSetConvolutionMathType(fwd_desc, ConvMathType()));
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(1);
+  n = 0;
+  if (ops & kConvFwd) {
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
+    fwd.resize(std::max(max_count, 1));
+    status = cudnnFindConvolutionForwardAlgorithm(handle, x, w, fwd_desc, y, max_count, &n,
+                                                  &fwd[0]);
+  }
+  Choose(layer, "forward", (ops & kConvFwd) != 0, status, fwd, n, limit_bytes, fwd_desc,
+      [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+        return cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, algo, bytes);
+      },
+      CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &a.fwd, &a.fwd_math, &a.fwd_bytes);
+
+  CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_filter_desc, ConvMathType()));
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bf(1);
+  n = 0;
+  status = CUDNN_STATUS_SUCCESS;
+  if (ops & kConvBwdFilter) {
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
+    bf.resize(std::max(max_count, 1));
+    status = cudnnFindConvolutionBackwardFilterAlgorithm(handle, x, y, bwd_filter_desc, w,
+                                                         max_count, &n, &bf[0]);
+  }
+  Choose(layer, "backward-filter", (ops & kConvBwdFilter) != 0, status, bf, n, limit_bytes,
+      bwd_filter_desc,
+      [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w,
+                                                              algo, bytes);
+      },
+      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, &a.bwd_filter, &a.bwd_filter_math,
+      &a.bwd_filter_bytes);
+
+  CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_data_desc, ConvMathType()));
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bd(1);
+  n = 0;
+  status = CUDNN_STATUS_SUCCESS;
+  if (ops & kConvBwdData) {
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
+    bd.resize(std::max(max_count, 1));
+    status = cudnnFindConvolutionBackwardDataAlgorithm(handle, w, y, bwd_data_desc, x,
+                                                       max_count, &n, &bd[0]);
+  }
+  Choose(layer, "backward-data", (ops & kConvBwdData) != 0, status, bd, n, limit_bytes,
+      bwd_data_desc,
+      [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x,
+                                                            algo, bytes);
+      },
+      CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, &a.bwd_data, &a.bwd_data_math, &a.bwd_data_bytes);
+
+  VLOG(1) << layer << ": cuDNN algorithms (operations searched: mask " << ops << "): forward "
+          << a.fwd << " (" << a.fwd_bytes << " B), backward filter " << a.bwd_filter << " ("
+          << a.bwd_filter_bytes << " B), backward data " << a.bwd_data << " ("
+          << a.bwd_data_bytes << " B); math " << a.fwd_math << "/" << a.bwd_filter_math << "/"
+          << a.bwd_data_math;
   return a;
 }
 
-ConvAlgos FindConvAlgos(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
-    cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
+ConvAlgos NoWorkspaceConvAlgos(const std::string& layer, cudnnHandle_t handle,
+    cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
-    cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes) {
-  // Where nothing is found: the no-workspace algorithms. The search starts from ConvMathType().
-  ConvAlgos a = NoWorkspaceChoice();
-  SetConvMathTypes(a, fwd_desc, bwd_filter_desc, bwd_data_desc);
-  int max_count = 0, n = 0, k = -1;
-  cudnnStatus_t status;
+    cudnnConvolutionDescriptor_t bwd_data_desc) {
+  return FindConvAlgos(layer, handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc, 0, 0);
+}
 
-  CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(std::max(max_count, 1));
-  status = cudnnFindConvolutionForwardAlgorithm(handle, x, w, fwd_desc, y,
-      max_count, &n, &fwd[0]);
-  k = status == CUDNN_STATUS_SUCCESS ? Fastest(fwd, n, limit_bytes) : -1;
-  if (k >= 0) {
-    a.fwd = fwd[k].algo;
-    a.fwd_math = MathOf(fwd[k].mathType);
-    a.fwd_bytes = fwd[k].memory;
-  } else {
-    LOG(WARNING) << "cuDNN forward algorithm search: "
-                 << (status == CUDNN_STATUS_SUCCESS ? "nothing within the workspace limit"
-                                                    : cudnnGetErrorString(status))
-                 << "; using the implicit GEMM";
-  }
-
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bf(std::max(max_count, 1));
-  status = cudnnFindConvolutionBackwardFilterAlgorithm(handle, x, y, bwd_filter_desc, w,
-      max_count, &n, &bf[0]);
-  k = status == CUDNN_STATUS_SUCCESS ? Fastest(bf, n, limit_bytes) : -1;
-  if (k >= 0) {
-    a.bwd_filter = bf[k].algo;
-    a.bwd_filter_math = MathOf(bf[k].mathType);
-    a.bwd_filter_bytes = bf[k].memory;
-  } else {
-    LOG(WARNING) << "cuDNN backward-filter algorithm search: "
-                 << (status == CUDNN_STATUS_SUCCESS ? "nothing within the workspace limit"
-                                                    : cudnnGetErrorString(status))
-                 << "; using ALGO_0";
-  }
-
-  CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bd(std::max(max_count, 1));
-  status = cudnnFindConvolutionBackwardDataAlgorithm(handle, w, y, bwd_data_desc, x,
-      max_count, &n, &bd[0]);
-  k = status == CUDNN_STATUS_SUCCESS ? Fastest(bd, n, limit_bytes) : -1;
-  if (k >= 0) {
-    a.bwd_data = bd[k].algo;
-    a.bwd_data_math = MathOf(bd[k].mathType);
-    a.bwd_data_bytes = bd[k].memory;
-  } else {
-    LOG(WARNING) << "cuDNN backward-data algorithm search: "
-                 << (status == CUDNN_STATUS_SUCCESS ? "nothing within the workspace limit"
-                                                    : cudnnGetErrorString(status))
-                 << "; using ALGO_0";
-  }
-
-  SetConvMathTypes(a, fwd_desc, bwd_filter_desc, bwd_data_desc);
-  QueryWorkspaceSizes(handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc, &a);
-  VLOG(1) << "cuDNN algorithms: forward " << a.fwd << " (" << a.fwd_bytes
-          << " B), backward filter " << a.bwd_filter << " (" << a.bwd_filter_bytes
-          << " B), backward data " << a.bwd_data << " (" << a.bwd_data_bytes
-          << " B); math " << a.fwd_math << "/" << a.bwd_filter_math << "/"
-          << a.bwd_data_math;
-  return a;
+ConvAlgos LayerConvAlgos(const std::string& layer, cudnnHandle_t handle,
+    cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
+    cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
+    cudnnConvolutionDescriptor_t bwd_data_desc, int ops) {
+  const size_t limit_bytes = CudnnWorkspaceLimitBytes();
+  std::vector<int> key = ConvProblemKey(x, w, y, fwd_desc);
+  int device = -1;
+  CUDA_CHECK(cudaGetDevice(&device));
+  key.push_back(device);
+  key.push_back(TF32Enabled() ? 1 : 0);
+  key.push_back(static_cast<int>(limit_bytes >> 20));  // whole MiB (math_mode.hpp)
+  return ConvAlgoCache::Global().Get(key, ops,
+      [&](int want) {
+        return FindConvAlgos(layer, handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc,
+                             limit_bytes, want);
+      },
+      [&](ConvAlgos* a) {
+        const bool fits = QueryWorkspaceSizes(handle, x, w, y, fwd_desc, bwd_filter_desc,
+                                              bwd_data_desc, limit_bytes, a);
+        VLOG(2) << layer << ": cached cuDNN algorithms " << (fits ? "taken" : "do not fit");
+        return fits;
+      });
 }
 
 }  // namespace cudnn
