@@ -35,7 +35,7 @@ def train(tmp_path: Path, name: str, data_root: Path, *args: str) -> Path:
     out = tmp_path / name
     env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-m", "gpsnet.cli", "train", "--setting", "tiny", "--data", str(data_root),
-                          "--no-augment", "--display", "0", "--solver", "SGD", "--lr", "0.01", "--lr-policy", "fixed",
+                          "--no-augment", "--display", "0", "--solver", "SGD", "--lr", "0.01", "--lr-policy", "step",
                           "--out", str(out), *args], env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     return out
@@ -55,10 +55,14 @@ def losses(run: Path) -> list[float]:
 @pytest.mark.skipif(GPUS < 1, reason="needs a CUDA pycaffe with NCCL and a GPU")
 def test_one_rank_through_nccl_trains_as_one_gpu(tmp_path, data_root):
     """--gpus 0 (the NCCL path with one rank: the all-reduce of one gradient, divided by 1) gives the
-    losses of --gpu 0."""
-    plain = train(tmp_path, "gpu", data_root, "--gpu", "0", "--iters", "4")
-    ranked = train(tmp_path, "nccl", data_root, "--gpus", "0", "--iters", "4")
-    np.testing.assert_allclose(losses(ranked), losses(plain), rtol=1e-3)
+    losses of --gpu 0: the first (the same weights and batch) to float rounding, the later ones
+    closely (each process picks its own cuDNN algorithms, some of which add with atomics, and a
+    rounding difference can move a near-tied proposal)."""
+    plain = losses(train(tmp_path, "gpu", data_root, "--gpu", "0", "--iters", "4"))
+    ranked = losses(train(tmp_path, "nccl", data_root, "--gpus", "0", "--iters", "4"))
+    assert len(ranked) == len(plain) == 4
+    np.testing.assert_allclose(ranked[0], plain[0], rtol=1e-4)
+    np.testing.assert_allclose(ranked[1:], plain[1:], rtol=2e-2)
 
 
 @pytest.mark.skipif(GPUS < 2, reason="needs a CUDA pycaffe with NCCL and two GPUs")

@@ -33,8 +33,9 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "y" top: "loss" }
 def toy_solver(folder: Path) -> Path:
     (folder / "toy.prototxt").write_text(TOY_NET)
     solver = folder / "solver.prototxt"
-    solver.write_text(f'net: "{folder / "toy.prototxt"}"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 100\n'
-                      f'snapshot: 0\nsnapshot_prefix: "{folder / "toy"}"\nsolver_mode: CPU\nrandom_seed: 1\n')
+    solver.write_text(ranks.solver_for_ranks(
+        f'net: "{folder / "toy.prototxt"}"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 100\n'
+        f'snapshot: 0\nsnapshot_prefix: "{folder / "toy"}"\nsolver_mode: CPU\nrandom_seed: 1\n'))
     return solver
 
 
@@ -217,3 +218,46 @@ def test_reducers_are_registered():
     assert set(ranks.REDUCERS) == {"nccl", "none"}
     with pytest.raises(ValueError, match="unknown reducer"):
         RankGroup((0,), reducer="gloo")
+
+
+def test_the_ranks_solver_reduces_the_whole_gradient_once_per_step():
+    """Caffe's NCCL aborts on layer-wise reduction of nets with shared weights (every GPSNet train net
+    shares its box head): the ranks' solver turns it off, and a solver without it is refused before
+    any rank starts."""
+    from types import SimpleNamespace
+
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    from gpsnet.nets.solver import solver_text
+    text = solver_text("train.prototxt", "snap")
+    assert text_format.Parse(text, caffe_pb2.SolverParameter()).layer_wise_reduce   # Caffe's default: true
+    assert not text_format.Parse(ranks.solver_for_ranks(text), caffe_pb2.SolverParameter()).layer_wise_reduce
+    group = RankGroup((None, None), reducer="none")
+    with pytest.raises(ValueError, match="layer_wise_reduce: false"):
+        group.attach(None, SimpleNamespace(param=SimpleNamespace(layer_wise_reduce=True), iter=0), "s.prototxt",
+                     None, 0)
+    assert not group.procs
+
+
+@pytest.mark.parametrize("uid, ok", [(bytes(range(128)), True), (b"\x13\x08ld\x1f\xa2@\x88\x02", False)])
+def test_a_cut_nccl_id_is_refused(uid, ok):
+    """Upstream pycaffe cut NCCL's binary id at its first zero byte (9 bytes): refused with a message
+    instead of NCCL's bootstrap reaching for a garbage address."""
+    from types import SimpleNamespace
+    fake = SimpleNamespace(NCCL=SimpleNamespace(new_uid=lambda: uid), __file__="caffe/__init__.py")
+    if ok:
+        assert ranks.new_uid(fake, "nccl") == uid
+    else:
+        with pytest.raises(RuntimeError, match="9 bytes, not 128"):
+            ranks.new_uid(fake, "nccl")
+    assert ranks.new_uid(fake, "none") == b""
+
+
+def test_this_pycaffes_nccl_id_is_whole():
+    """Where pycaffe is built with NCCL (the CUDA build, the CUDA image; NCCL makes its id without a GPU):
+    caffe.NCCL.new_uid() gives all 128 bytes (patch 0011). A CPU build has no NCCL: nothing to check."""
+    caffe = pytest.importorskip("caffe")
+    if not caffe.has_nccl():
+        pytest.skip("this pycaffe is built without NCCL (a CPU build)")
+    assert len(caffe.NCCL.new_uid()) == ranks.NCCL_UID_BYTES

@@ -43,7 +43,7 @@ from gpsnet.nets.variants import spec_of, variants
 from gpsnet.safeio import atomic_copy, atomic_write_text
 from gpsnet.training.curve import LearningCurve
 from gpsnet.training.patch import add_loss_guard, patch_data_layer
-from gpsnet.training.ranks import RC_RANK_FAILED, RankFailed, RankGroup, parse_gpus
+from gpsnet.training.ranks import RC_RANK_FAILED, RankFailed, RankGroup, parse_gpus, solver_for_ranks
 from gpsnet.plotlog import plot_log
 from gpsnet.training.snapshots import Snapshotter, Staging, latest_state, snapshot_files, staging_candidates
 
@@ -527,8 +527,8 @@ def train_net(args: TrainOptions, cfg: NetConfig, setting_name: str,
         staging = Staging(work, staging_candidates(out))
         try:
             staged_solver = work / "solver.prototxt"
-            staged_solver.write_text(solver_text(str(train_net_path.resolve()), str(staging.link / prefix.name),
-                                                 snapshot=0, **schedule))
+            staged = solver_text(str(train_net_path.resolve()), str(staging.link / prefix.name), snapshot=0, **schedule)
+            staged_solver.write_text(solver_for_ranks(staged) if ranks is not None else staged)
             with stop_requests() as signals:   # from here on, a signal means: snapshot and stop
                 if ranks is not None:
                     ranks.join(caffe)           # (the data layer reads its rank when the net is made)

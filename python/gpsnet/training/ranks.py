@@ -59,13 +59,24 @@ Reducer = Callable[[Any, Any, bytes], Any]
 
 def nccl_reducer(caffe: Any, solver: Any, uid: bytes) -> Any:
     """Join the ranks' NCCL communicator (blocks until every rank joins), take rank 0's weights and
-    add the all-reduce to the solver (after each layer's backward where ``layer_wise_reduce``)."""
+    add the all-reduce of the whole gradient to the solver (once per step: ``solver_for_ranks``)."""
     nccl = caffe.NCCL(solver, uid)
     nccl.bcast()
     solver.add_callback(nccl)
-    if solver.param.layer_wise_reduce:
-        solver.net.after_backward(nccl)
     return nccl
+
+
+# Caffe's NCCL all-reduces every layer's gradient after its backward where the solver's
+# layer_wise_reduce (default true) says so, and aborts there for nets with shared weights; every
+# GPSNet train net shares its box head's with the head run on the detected faces. With false it
+# all-reduces the whole gradient buffer once per step, which is right for shared weights.
+LAYER_WISE_REDUCE = "layer_wise_reduce: false\n"
+NCCL_UID_BYTES = 128   # NCCL_UNIQUE_ID_BYTES
+
+
+def solver_for_ranks(text: str) -> str:
+    """A solver prototxt's text as the ranks of ``gpsnet train --gpus`` run it."""
+    return text + "# several GPUs (gpsnet train --gpus): one all-reduce of all the gradients per step\n" + LAYER_WISE_REDUCE
 
 
 def no_reducer(caffe: Any, solver: Any, uid: bytes) -> Any:
@@ -76,7 +87,13 @@ REDUCERS: dict[str, Reducer] = {"nccl": nccl_reducer, "none": no_reducer}
 
 
 def new_uid(caffe: Any, reducer: str) -> bytes:
-    return caffe.NCCL.new_uid() if reducer == "nccl" else b""
+    if reducer != "nccl":
+        return b""
+    uid = caffe.NCCL.new_uid()
+    if len(uid) != NCCL_UID_BYTES:   # upstream pycaffe cut the binary id at its first zero byte
+        raise RuntimeError(f"caffe.NCCL.new_uid() gave {len(uid)} bytes, not {NCCL_UID_BYTES}: this pycaffe lacks "
+                           f"the fork's patch 0011 ({caffe.__file__}); rebuild it (scripts/build_fork --cuda)")
+    return uid
 
 
 def join_ranks(caffe: Any, rank: int, count: int) -> None:
@@ -183,6 +200,10 @@ class RankGroup:
     def attach(self, caffe: Any, solver: Any, solver_path: str, resume: str | None, seed: int) -> None:
         """Start ranks 1.. on ``solver_path`` (``resume`` restored at rank 0's iteration), share rank
         0's weights with them and add the reducer to rank 0's solver."""
+        if solver.param.layer_wise_reduce:
+            raise ValueError(f"{solver_path}: several ranks need the solver's {LAYER_WISE_REDUCE.strip()} "
+                             "(Caffe's NCCL refuses layer-wise reduction for nets with shared weights): "
+                             "write it with gpsnet.training.ranks.solver_for_ranks")
         uid = new_uid(caffe, self.reducer)
         ctx = multiprocessing.get_context("spawn")
         for rank, gpu in enumerate(self.devices[1:], start=1):
