@@ -105,16 +105,28 @@ cudnnMathType_t MathOf(cudnnMathType_t found) {
   return TF32Enabled() ? found : ConvMathType();
 }
 
-// One operation's choice. perf: cudnnFind*'s results, fastest first (n of them; none where the
-// search was not run or failed). The first that succeeded, fits limit_bytes, has an allowed math
-// type and whose workspace cuDNN reports for desc (with that math type) is taken; else
-// `fallback` (no workspace) with ConvMathType(), which cuDNN must accept. workspace(algo,
-// &bytes) is the operation's cudnnGet*WorkspaceSize for desc.
-template <typename Perf, typename Algo, typename Workspace>
-void Choose(const std::string& layer, const char* op, bool searched, cudnnStatus_t status,
-    const std::vector<Perf>& perf, int n, size_t limit_bytes, cudnnConvolutionDescriptor_t desc,
+// One operation's choice, its descriptor left with the chosen math type. Where `searched`:
+// cudnnFind*'s results (as many as max_count_of says), fastest first; the first that succeeded,
+// fits limit_bytes, has an allowed math type and whose workspace cuDNN reports for desc (with that
+// math type) is taken. Else `fallback` (no workspace) with ConvMathType(), which cuDNN must
+// accept. max_count_of(&count), find(count, &n, perf) and workspace(algo, &bytes) are the
+// operation's cudnnGet*AlgorithmMaxCount, cudnnFind*Algorithm and cudnnGet*WorkspaceSize.
+template <typename Perf, typename Algo, typename MaxCount, typename Find, typename Workspace>
+void Choose(const std::string& layer, const char* op, bool searched, size_t limit_bytes,
+    cudnnConvolutionDescriptor_t desc, const MaxCount& max_count_of, const Find& find,
     const Workspace& workspace, Algo fallback, Algo* algo, cudnnMathType_t* math,
     size_t* bytes) {
+  // Every search starts from ConvMathType() (cuDNN also tries CUDNN_DEFAULT_MATH).
+  CUDNN_CHECK(cudnnSetConvolutionMathType(desc, ConvMathType()));
+  std::vector<Perf> perf(1);
+  int n = 0;
+  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+  if (searched) {
+    int max_count = 0;
+    CUDNN_CHECK(max_count_of(&max_count));
+    perf.resize(std::max(max_count, 1));
+    status = find(max_count, &n, &perf[0]);
+  }
   for (int k = 0; searched && status == CUDNN_STATUS_SUCCESS && k < n; ++k) {
     if (perf[k].status != CUDNN_STATUS_SUCCESS) continue;
     if (perf[k].memory > limit_bytes) continue;
@@ -183,59 +195,39 @@ ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
     cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes, int ops) {
   ConvAlgos a;
-  int max_count = 0, n = 0;
-  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
-
-  // Every search starts from ConvMathType() (cuDNN also tries CUDNN_DEFAULT_MATH).
-  CUDNN_CHECK(cudnnSetConvolutionMathType(fwd_desc, ConvMathType()));
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(1);
-  n = 0;
-  if (ops & kConvFwd) {
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
-    fwd.resize(std::max(max_count, 1));
-    status = cudnnFindConvolutionForwardAlgorithm(handle, x, w, fwd_desc, y, max_count, &n,
-                                                  &fwd[0]);
-  }
-  Choose(layer, "forward", (ops & kConvFwd) != 0, status, fwd, n, limit_bytes, fwd_desc,
+  Choose<cudnnConvolutionFwdAlgoPerf_t>(layer, "forward", (ops & kConvFwd) != 0, limit_bytes,
+      fwd_desc,
+      [&](int* count) { return cudnnGetConvolutionForwardAlgorithmMaxCount(handle, count); },
+      [&](int count, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
+        return cudnnFindConvolutionForwardAlgorithm(handle, x, w, fwd_desc, y, count, n, perf);
+      },
       [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
         return cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, algo, bytes);
       },
       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &a.fwd, &a.fwd_math, &a.fwd_bytes);
-
-  CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_filter_desc, ConvMathType()));
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bf(1);
-  n = 0;
-  status = CUDNN_STATUS_SUCCESS;
-  if (ops & kConvBwdFilter) {
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
-    bf.resize(std::max(max_count, 1));
-    status = cudnnFindConvolutionBackwardFilterAlgorithm(handle, x, y, bwd_filter_desc, w,
-                                                         max_count, &n, &bf[0]);
-  }
-  Choose(layer, "backward-filter", (ops & kConvBwdFilter) != 0, status, bf, n, limit_bytes,
-      bwd_filter_desc,
+  Choose<cudnnConvolutionBwdFilterAlgoPerf_t>(layer, "backward-filter",
+      (ops & kConvBwdFilter) != 0, limit_bytes, bwd_filter_desc,
+      [&](int* count) { return cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, count); },
+      [&](int count, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+        return cudnnFindConvolutionBackwardFilterAlgorithm(handle, x, y, bwd_filter_desc, w,
+                                                           count, n, perf);
+      },
       [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
         return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w,
                                                               algo, bytes);
       },
       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, &a.bwd_filter, &a.bwd_filter_math,
       &a.bwd_filter_bytes);
-
-  CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_data_desc, ConvMathType()));
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bd(1);
-  n = 0;
-  status = CUDNN_STATUS_SUCCESS;
-  if (ops & kConvBwdData) {
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
-    bd.resize(std::max(max_count, 1));
-    status = cudnnFindConvolutionBackwardDataAlgorithm(handle, w, y, bwd_data_desc, x,
-                                                       max_count, &n, &bd[0]);
-  }
-  Choose(layer, "backward-data", (ops & kConvBwdData) != 0, status, bd, n, limit_bytes,
-      bwd_data_desc,
+  Choose<cudnnConvolutionBwdDataAlgoPerf_t>(layer, "backward-data",
+      (ops & kConvBwdData) != 0, limit_bytes, bwd_data_desc,
+      [&](int* count) { return cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, count); },
+      [&](int count, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+        return cudnnFindConvolutionBackwardDataAlgorithm(handle, w, y, bwd_data_desc, x, count,
+                                                         n, perf);
+      },
       [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
-        return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x,
-                                                            algo, bytes);
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x, algo,
+                                                            bytes);
       },
       CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, &a.bwd_data, &a.bwd_data_math, &a.bwd_data_bytes);
 
