@@ -302,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json(None, [], None, python is not None)
     twin = None
     found: list[str] = []
-    twin_failed = False
     if python is not None:
         work = default_work("bench-train-twin")
         work.mkdir(parents=True, exist_ok=True)
@@ -310,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
             twin = run_twin(args, python, plan, work)
         except SystemExit as e:   # the message says how it failed; Caffe's table still follows
             print(e, file=sys.stderr)
-            twin_failed = True
         if twin is not None:
             twin["python"] = python
             found = mismatches(caffe_res, twin)
@@ -318,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, caffe_res, twin, plan, found)
     print(text)
     write_json(twin, found, text, False)
-    return 1 if found else 3 if twin_failed else 0
+    return 1 if found else 3 if python is not None and twin is None else 0
 
 
 if __name__ == "__main__":
