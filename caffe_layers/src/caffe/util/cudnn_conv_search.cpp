@@ -157,20 +157,36 @@ void Choose(const std::string& layer, const char* op, bool searched, size_t limi
   *bytes = b;
 }
 
-// The workspace of each algorithm in a, queried for these descriptors (with a's math types);
+// One convolution as cuDNN sees it (x, w, y and each operation's descriptor), and each
+// operation's workspace query for an algorithm: the one place for their argument orders.
+struct Problem {
+  cudnnHandle_t handle;
+  cudnnTensorDescriptor_t x;
+  cudnnFilterDescriptor_t w;
+  cudnnTensorDescriptor_t y;
+  cudnnConvolutionDescriptor_t fwd_desc, bwd_filter_desc, bwd_data_desc;
+
+  cudnnStatus_t FwdWorkspace(cudnnConvolutionFwdAlgo_t algo, size_t* bytes) const {
+    return cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, algo, bytes);
+  }
+  cudnnStatus_t BwdFilterWorkspace(cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) const {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w, algo,
+                                                          bytes);
+  }
+  cudnnStatus_t BwdDataWorkspace(cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) const {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x, algo,
+                                                        bytes);
+  }
+};
+
+// The workspace of each algorithm in a, queried for p's descriptors (with a's math types);
 // false where cuDNN refuses one or one exceeds limit_bytes.
-bool QueryWorkspaceSizes(cudnnHandle_t handle, cudnnTensorDescriptor_t x,
-    cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
-    cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
-    cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes, ConvAlgos* a) {
-  SetConvMathTypes(*a, fwd_desc, bwd_filter_desc, bwd_data_desc);
+bool QueryWorkspaceSizes(const Problem& p, size_t limit_bytes, ConvAlgos* a) {
+  SetConvMathTypes(*a, p.fwd_desc, p.bwd_filter_desc, p.bwd_data_desc);
   size_t f = 0, bf = 0, bd = 0;
-  if (cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, a->fwd, &f)
-          != CUDNN_STATUS_SUCCESS ||
-      cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w,
-          a->bwd_filter, &bf) != CUDNN_STATUS_SUCCESS ||
-      cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x,
-          a->bwd_data, &bd) != CUDNN_STATUS_SUCCESS) {
+  if (p.FwdWorkspace(a->fwd, &f) != CUDNN_STATUS_SUCCESS ||
+      p.BwdFilterWorkspace(a->bwd_filter, &bf) != CUDNN_STATUS_SUCCESS ||
+      p.BwdDataWorkspace(a->bwd_data, &bd) != CUDNN_STATUS_SUCCESS) {
     return false;
   }
   if (std::max(f, std::max(bf, bd)) > limit_bytes) return false;
@@ -194,6 +210,7 @@ ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
     cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t y,
     cudnnConvolutionDescriptor_t fwd_desc, cudnnConvolutionDescriptor_t bwd_filter_desc,
     cudnnConvolutionDescriptor_t bwd_data_desc, size_t limit_bytes, int ops) {
+  const Problem p = {handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc};
   ConvAlgos a;
   Choose<cudnnConvolutionFwdAlgoPerf_t>(layer, "forward", (ops & kConvFwd) != 0, limit_bytes,
       fwd_desc,
@@ -201,9 +218,7 @@ ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
       [&](int count, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
         return cudnnFindConvolutionForwardAlgorithm(handle, x, w, fwd_desc, y, count, n, perf);
       },
-      [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
-        return cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, fwd_desc, y, algo, bytes);
-      },
+      [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) { return p.FwdWorkspace(algo, bytes); },
       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &a.fwd, &a.fwd_math, &a.fwd_bytes);
   Choose<cudnnConvolutionBwdFilterAlgoPerf_t>(layer, "backward-filter",
       (ops & kConvBwdFilter) != 0, limit_bytes, bwd_filter_desc,
@@ -213,8 +228,7 @@ ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
                                                            count, n, perf);
       },
       [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
-        return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, bwd_filter_desc, w,
-                                                              algo, bytes);
+        return p.BwdFilterWorkspace(algo, bytes);
       },
       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, &a.bwd_filter, &a.bwd_filter_math,
       &a.bwd_filter_bytes);
@@ -226,8 +240,7 @@ ConvAlgos FindConvAlgos(const std::string& layer, cudnnHandle_t handle,
                                                          n, perf);
       },
       [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
-        return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, bwd_data_desc, x, algo,
-                                                            bytes);
+        return p.BwdDataWorkspace(algo, bytes);
       },
       CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, &a.bwd_data, &a.bwd_data_math, &a.bwd_data_bytes);
 
@@ -263,8 +276,8 @@ ConvAlgos LayerConvAlgos(const std::string& layer, cudnnHandle_t handle,
                              limit_bytes, want);
       },
       [&](ConvAlgos* a) {
-        const bool fits = QueryWorkspaceSizes(handle, x, w, y, fwd_desc, bwd_filter_desc,
-                                              bwd_data_desc, limit_bytes, a);
+        const Problem p = {handle, x, w, y, fwd_desc, bwd_filter_desc, bwd_data_desc};
+        const bool fits = QueryWorkspaceSizes(p, limit_bytes, a);
         VLOG(2) << layer << ": cached cuDNN algorithms " << (fits ? "taken" : "do not fit");
         return fits;
       });
