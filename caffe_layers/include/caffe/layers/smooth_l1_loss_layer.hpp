@@ -7,7 +7,7 @@
 #include "caffe/layer.hpp"
 #include "caffe/layers/loss_layer.hpp"
 #include "caffe/proto/caffe.pb.h"
-#include "caffe/util/bbox_util.hpp"  // GPSNET_HOST_DEVICE
+#include "caffe/util/host_device.hpp"
 
 namespace caffe {
 

@@ -13,13 +13,7 @@
 #include <cmath>
 #include <vector>
 
-#ifndef GPSNET_HOST_DEVICE
-#ifdef __CUDACC__
-#define GPSNET_HOST_DEVICE __host__ __device__
-#else
-#define GPSNET_HOST_DEVICE
-#endif
-#endif
+#include "caffe/util/host_device.hpp"
 
 namespace caffe {
 namespace bbox_util {

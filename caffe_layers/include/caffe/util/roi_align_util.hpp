@@ -10,11 +10,7 @@
 
 #include <cmath>
 
-#ifdef __CUDACC__
-#define GPSNET_HOST_DEVICE __host__ __device__
-#else
-#define GPSNET_HOST_DEVICE
-#endif
+#include "caffe/util/host_device.hpp"
 
 namespace caffe {
 namespace roi_util {
