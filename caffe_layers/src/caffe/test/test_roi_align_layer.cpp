@@ -212,7 +212,9 @@ TYPED_TEST(RoIAlignLayerTest, TestHugeRoIAdaptiveIsCapped) {
     capped.SetUp(this->blob_bottom_vec_, expected_top);
     capped.Forward(this->blob_bottom_vec_, expected_top);
     roi_test::ExpectSameData(*this->blob_top_, expected);
-    if (s == 0) EXPECT_GT(expected.cpu_data()[0], Dtype(0));
+    if (s == 0) {
+      EXPECT_GT(expected.cpu_data()[0], Dtype(0));
+    }
   }
 }
 
