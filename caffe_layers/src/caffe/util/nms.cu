@@ -59,15 +59,18 @@ void NmsSortedGpu(const int n, const T* gpu_boxes, const T thresh, const int max
   // NOLINT_NEXT_LINE(whitespace/operators)
   NmsMaskKernel<T><<<blocks, kNmsBlock>>>(n, thresh, gpu_boxes, d_mask);
   CUDA_POST_KERNEL_CHECK;
-  const unsigned long long* h_mask =  // NOLINT(runtime/int)
-      reinterpret_cast<const unsigned long long*>(mask->cpu_data());  // NOLINT(runtime/int)
+  // Only the n x words mask of these boxes comes to the host: the buffer keeps the capacity of
+  // the largest n it has seen, which Blob::cpu_data() would copy whole.
+  std::vector<unsigned long long> h_mask(static_cast<size_t>(n) * words);  // NOLINT(runtime/int)
+  CUDA_CHECK(cudaMemcpy(h_mask.data(), d_mask, h_mask.size() * sizeof(h_mask[0]),
+                        cudaMemcpyDeviceToHost));
   std::vector<unsigned long long> removed(words, 0);  // NOLINT(runtime/int)
   for (int i = 0; i < n; ++i) {
     const int w = i / kNmsBlock;
     if (removed[w] & (1ULL << (i % kNmsBlock))) continue;
     keep->push_back(i);
     if (max_keep > 0 && static_cast<int>(keep->size()) >= max_keep) return;
-    const unsigned long long* row = h_mask + static_cast<size_t>(i) * words;  // NOLINT
+    const unsigned long long* row = h_mask.data() + static_cast<size_t>(i) * words;  // NOLINT
     for (int j = w; j < words; ++j) removed[j] |= row[j];
   }
 }
