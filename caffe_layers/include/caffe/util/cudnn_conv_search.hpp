@@ -64,6 +64,25 @@ const size_t kWorkspaceAlignBytes = 256;
 // bytes rounded up to a multiple of kWorkspaceAlignBytes: the size of one slice.
 size_t WorkspaceSliceBytes(size_t bytes);
 
+// How a layer's workspace block is allocated and freed: cudaMalloc / cudaFree on the current
+// device (DeviceWorkspaceAllocator()), or a stand-in in the tests. alloc returns NULL where it
+// fails.
+struct WorkspaceAllocator {
+  std::function<void*(size_t)> alloc;
+  std::function<void(void*)> release;
+};
+WorkspaceAllocator DeviceWorkspaceAllocator();
+
+// The workspace of a Convolution or Deconvolution layer for the algorithms `algos`: one block in
+// *data (*bytes long) of `slices` slices (one per stream: group x CUDNN_STREAMS_PER_GROUP), each
+// at least WorkspaceSliceBytes(algos.max_bytes()), grown where it is too small; slice[0..slices)
+// point at the slices (NULL without a block). Returns `algos`; where the block cannot be
+// allocated, logs a warning naming `layer`, leaves no block and returns no_workspace()'s
+// algorithms (which must need no workspace: else the process stops, naming `layer`).
+ConvAlgos ReserveWorkspace(const std::string& layer, const ConvAlgos& algos, int slices,
+    const std::function<ConvAlgos()>& no_workspace, void** data, size_t* bytes, void** slice,
+    const WorkspaceAllocator& allocator = DeviceWorkspaceAllocator());
+
 // The smallest power of two >= n (n >= 1): the batch sizes that share a search.
 int BatchBucket(int n);
 

@@ -4,6 +4,7 @@
 // descriptor calls run on the host), so these tests run in a cuDNN build on any machine;
 // CuDNNConvEnginesTest checks the searches themselves on a GPU.
 #ifdef USE_CUDNN
+#include <functional>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -62,6 +63,37 @@ ConvAlgos Algos(int fwd, size_t bytes) {
   return a;
 }
 
+// A stand-in for cudaMalloc / cudaFree: blocks from the host heap, or none (`fail`), counted.
+class FakeDevice {
+ public:
+  WorkspaceAllocator Allocator() {
+    WorkspaceAllocator a;
+    a.alloc = [this](size_t bytes) -> void* {
+      sizes_.push_back(bytes);
+      if (fail_) return NULL;
+      blocks_.push_back(std::vector<char>(bytes));
+      live_ = blocks_.back().data();
+      return live_;
+    };
+    a.release = [this](void* p) {
+      EXPECT_EQ(live_, p);  // only the block it gave, once
+      live_ = NULL;
+      ++releases_;
+    };
+    return a;
+  }
+  void set_fail(bool fail) { fail_ = fail; }
+  const std::vector<size_t>& sizes() const { return sizes_; }  // asked for, in order
+  int releases() const { return releases_; }
+
+ private:
+  std::vector<std::vector<char> > blocks_;
+  std::vector<size_t> sizes_;
+  void* live_ = NULL;
+  bool fail_ = false;
+  int releases_ = 0;
+};
+
 }  // namespace
 
 TEST(CuDNNConvSearchTest, BatchBucketIsTheNextPowerOfTwo) {
@@ -82,6 +114,74 @@ TEST(CuDNNConvSearchTest, WorkspaceSlicesAreAligned) {
   for (int g = 0; g < 3; ++g) {
     EXPECT_EQ(0u, (g * slice) % kWorkspaceAlignBytes);
     EXPECT_GE(slice, 1000003u);
+  }
+}
+
+TEST(CuDNNConvSearchTest, WorkspaceGrowsOnlyWhenTheAlgorithmsNeedMore) {
+  FakeDevice device;
+  void* data = NULL;
+  size_t bytes = 0;
+  void* slice[3];
+  int fallbacks = 0;
+  const std::function<ConvAlgos()> none = [&]() { ++fallbacks; return Algos(0, 0); };
+  // No workspace needed: no block, no slices.
+  EXPECT_EQ(1, ReserveWorkspace("conv", Algos(1, 0), 3, none, &data, &bytes, slice,
+                                device.Allocator()).fwd);
+  EXPECT_TRUE(device.sizes().empty());
+  EXPECT_TRUE(data == NULL && slice[0] == NULL && slice[2] == NULL);
+  // 1000 bytes a stream: three aligned slices of 1024 in one block.
+  EXPECT_EQ(2, ReserveWorkspace("conv", Algos(2, 1000), 3, none, &data, &bytes, slice,
+                                device.Allocator()).fwd);
+  ASSERT_EQ(1u, device.sizes().size());
+  EXPECT_EQ(3 * kWorkspaceAlignBytes * 4, device.sizes()[0]);
+  EXPECT_EQ(device.sizes()[0], bytes);
+  for (int g = 0; g < 3; ++g) {
+    EXPECT_EQ(static_cast<char*>(data) + g * 1024, slice[g]);
+    EXPECT_EQ(0u, reinterpret_cast<size_t>(slice[g]) % 16);  // the heap's alignment, at least
+  }
+  // Less: the block stays, cut into the same slices.
+  ReserveWorkspace("conv", Algos(3, 10), 3, none, &data, &bytes, slice, device.Allocator());
+  EXPECT_EQ(1u, device.sizes().size());
+  EXPECT_EQ(static_cast<char*>(data) + 2 * 1024, slice[2]);
+  // More: the old block is freed before a larger one is taken.
+  ReserveWorkspace("conv", Algos(4, 2000), 3, none, &data, &bytes, slice, device.Allocator());
+  ASSERT_EQ(2u, device.sizes().size());
+  EXPECT_EQ(1, device.releases());
+  EXPECT_EQ(3u * 2048, bytes);
+  EXPECT_EQ(static_cast<char*>(data) + 2048, slice[1]);
+  EXPECT_EQ(0, fallbacks);
+}
+
+TEST(CuDNNConvSearchTest, WorkspaceThatCannotBeAllocatedTakesTheAlgorithmsWithoutOne) {
+  FakeDevice device;
+  void* data = NULL;
+  size_t bytes = 0;
+  void* slice[2];
+  int fallbacks = 0;
+  const std::function<ConvAlgos()> none = [&]() { ++fallbacks; return Algos(9, 0); };
+  ReserveWorkspace("conv", Algos(1, 100), 2, none, &data, &bytes, slice, device.Allocator());
+  device.set_fail(true);
+  const ConvAlgos a = ReserveWorkspace("conv", Algos(2, 5000), 2, none, &data, &bytes, slice,
+                                       device.Allocator());
+  EXPECT_EQ(9, a.fwd);
+  EXPECT_EQ(0u, a.max_bytes());
+  EXPECT_EQ(1, fallbacks);
+  EXPECT_EQ(1, device.releases());  // the smaller block is gone too
+  EXPECT_TRUE(data == NULL && slice[0] == NULL && slice[1] == NULL);
+  EXPECT_EQ(0u, bytes);
+  // The device's own allocator fails the same way where there is no device (any build machine);
+  // where there is one, 2 KiB is allocated and freed.
+  void* device_data = NULL;
+  size_t device_bytes = 0;
+  const ConvAlgos b = ReserveWorkspace("conv", Algos(3, 1000), 2, none, &device_data,
+                                       &device_bytes, slice);
+  if (device_data == NULL) {
+    EXPECT_EQ(9, b.fwd);
+    EXPECT_EQ(0u, device_bytes);
+  } else {
+    EXPECT_EQ(3, b.fwd);
+    EXPECT_EQ(2048u, device_bytes);
+    DeviceWorkspaceAllocator().release(device_data);
   }
 }
 

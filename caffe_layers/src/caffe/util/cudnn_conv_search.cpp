@@ -27,6 +27,46 @@ size_t WorkspaceSliceBytes(size_t bytes) {
   return (bytes + kWorkspaceAlignBytes - 1) / kWorkspaceAlignBytes * kWorkspaceAlignBytes;
 }
 
+WorkspaceAllocator DeviceWorkspaceAllocator() {
+  WorkspaceAllocator a;
+  a.alloc = [](size_t bytes) -> void* {
+    void* p = NULL;
+    if (cudaMalloc(&p, bytes) == cudaSuccess) return p;
+    cudaGetLastError();  // the failed allocation is not a kernel error
+    return NULL;
+  };
+  a.release = [](void* p) { cudaFree(p); };
+  return a;
+}
+
+ConvAlgos ReserveWorkspace(const std::string& layer, const ConvAlgos& algos, int slices,
+    const std::function<ConvAlgos()>& no_workspace, void** data, size_t* bytes, void** slice,
+    const WorkspaceAllocator& allocator) {
+  CHECK_GT(slices, 0) << layer << ": a cuDNN workspace of no slices";
+  ConvAlgos chosen = algos;
+  const size_t need = WorkspaceSliceBytes(algos.max_bytes()) * slices;
+  if (need > *bytes) {
+    if (*data != NULL) allocator.release(*data);
+    *bytes = 0;
+    *data = allocator.alloc(need);
+    if (*data != NULL) {
+      DLOG(INFO) << layer << ": cuDNN workspace of " << need << " bytes";
+      *bytes = need;
+    } else {
+      LOG(WARNING) << layer << ": cannot allocate a cuDNN workspace of " << need
+                   << " bytes; using the algorithms that need none";
+      chosen = no_workspace();
+      CHECK_EQ(chosen.max_bytes(), 0) << layer << ": the cuDNN algorithms without workspace "
+                                      << "need a workspace";
+    }
+  }
+  const size_t slice_bytes = *bytes / slices;  // a multiple of kWorkspaceAlignBytes
+  for (int g = 0; g < slices; ++g) {
+    slice[g] = *data == NULL ? NULL : static_cast<char*>(*data) + g * slice_bytes;
+  }
+  return chosen;
+}
+
 int BatchBucket(int n) {
   CHECK_GE(n, 1) << "a cuDNN convolution's batch must not be empty";
   int bucket = 1;
