@@ -86,5 +86,38 @@ def test_the_scripts_take_the_thread_variables_from_threads_py():
             if found:
                 setters[script.name] = found
     assert setters == {}
+    assert "shell_exports(1)" in (ROOT / "scripts" / "lib" / "venv.bash").read_text()
     for name in ("test", "bench_data", "bench_detection", "bench_eval"):
-        assert "shell_exports(1)" in (ROOT / "scripts" / name).read_text(), name
+        assert "one_core" in (ROOT / "scripts" / name).read_text(), name
+
+
+def _probe(tmp_path: Path, body: str, venv: Path | str) -> subprocess.CompletedProcess:
+    """A script that sources scripts/lib/venv.bash as the project's scripts do, then runs body."""
+    script = tmp_path / "probe"
+    script.write_text(f'#!/usr/bin/env bash\n. "{ROOT / "scripts" / "lib" / "venv.bash"}"\n{body}\n')
+    script.chmod(0o755)
+    return subprocess.run([str(script)], env=_without_spin(GPSNET_VENV=str(venv), **{v: "9" for v in THREAD_VARIABLES}),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_scripts_venv_library_sets_one_core_and_runs_the_venvs_modules(tmp_path):
+    venv = Path(sys.executable).parent.parent
+    out = _probe(tmp_path, 'one_core || exit 3\necho "$VENV" ' + " ".join(f"${n}" for n in THREAD_VARIABLES)
+                 + '\nvenv_module platform', venv)
+    assert out.returncode == 0, out.stderr
+    first, platform = out.stdout.splitlines()
+    assert first.split() == [str(venv)] + ["1"] * len(THREAD_VARIABLES)
+    assert platform  # the venv's python ran `-m platform`
+
+
+def test_the_scripts_venv_library_names_a_missing_or_broken_venv(tmp_path):
+    out = _probe(tmp_path, "echo unreachable", tmp_path / "none")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert f"probe: no project environment at {tmp_path / 'none'}; run scripts/setup first" in out.stderr
+    broken = tmp_path / "broken"
+    (broken / "bin").mkdir(parents=True)
+    (broken / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
+    (broken / "bin" / "python").chmod(0o755)
+    out = _probe(tmp_path, "one_core || exit 3\necho unreachable", broken)
+    assert (out.returncode, out.stdout) == (3, "")
+    assert f"probe: the Python of {broken} cannot import gpsnet; run scripts/setup" in out.stderr
