@@ -287,16 +287,13 @@ def decode(probs: Probabilities, variant: str, score_thresh: float = 0.0) -> Pre
                       masks=masks, global_seg=global_seg)
 
 
-FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
 def iter_folder(folder: Path, failures: list[str]) -> Iterator[tuple[str, np.ndarray]]:
     """The images of ``folder`` (sorted by name) with their ids (`image_id_of_file`: "my photo.jpg"
     is `my_photo`). A file that cannot be read, or whose id is invalid or taken by an earlier
     file, is skipped with a message on stderr and appended to ``failures``; the others go on."""
-    from gpsnet.data.layout import GPSDataError, image_id_of_file, read_image
+    from gpsnet.data.layout import FOLDER_IMAGE_SUFFIXES, GPSDataError, image_id_of_file, read_image
     try:
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES)
     except OSError as err:
         raise FileNotFoundError(f"{folder}: not a readable folder ({err.strerror or err})") from None
     if not files:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from gpsnet.classes import NUM_CLASSES
+from gpsnet.data.layout import FOLDER_IMAGE_SUFFIXES
 from gpsnet.safeio import TEMP_MARK, WriteFailed, atomic_write_text
 
 VIDEO_CODECS: dict[str, str] = {".mp4": "mp4v", ".avi": "MJPG"}   # output suffix -> OpenCV fourcc
@@ -55,8 +56,7 @@ def open_video(path: Path) -> VideoInput:
     """The video at ``path`` with its first frame read; ``VideoError`` when it is none or has no frame."""
     if not path.is_file():
         raise FileNotFoundError(f"--video {path}: no such file")
-    from gpsnet.infer import FOLDER_SUFFIXES
-    if path.suffix.lower() in FOLDER_SUFFIXES:
+    if path.suffix.lower() in FOLDER_IMAGE_SUFFIXES:
         raise VideoError(f"--video {path}: an image, not a video (parse it with --image)")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():

@@ -158,6 +158,8 @@ def image_id_of_file(path: str | os.PathLike) -> str:
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 PNG_SUFFIX = ".png"
+# The image files of a folder outside the layout (`gpsnet infer --folder`; `--video` refuses them).
+FOLDER_IMAGE_SUFFIXES = (*JPEG_SUFFIXES, PNG_SUFFIX, ".bmp")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"   # length 0, type, CRC
 _PNG_PALETTE = 3                                      # IHDR colour type of an indexed PNG
