@@ -17,6 +17,8 @@ import pytest
 caffe = pytest.importorskip("caffe")
 
 from gpsnet import train as train_mod  # noqa: E402
+from gpsnet.nets.prototxt import net_param_text  # noqa: E402
+from gpsnet.layers.state import close_net  # noqa: E402
 from gpsnet.bench import caffe_profile, plan as plan_mod  # noqa: E402
 from gpsnet.bench.train_bench import INSTALL_TORCH, differences, find_torch_python, mismatches, parse_args  # noqa: E402
 from gpsnet.nets.config import named_setting  # noqa: E402
@@ -34,7 +36,7 @@ def caffe_net(data_root: Path, tmp_path: Path):
 
     def make(setting: str):
         cfg = named_setting(setting).cfg
-        text = train_mod.net_param_text("ad_fuse", cfg, True, None, None)
+        text = net_param_text("ad_fuse", cfg, True, None, None)
         path = tmp_path / f"train_{setting}.prototxt"
         path.write_text(train_mod.patch_data_layer(text, data_root, 0))
         caffe.set_mode_cpu()
@@ -43,7 +45,7 @@ def caffe_net(data_root: Path, tmp_path: Path):
 
     yield make
     for net in nets:
-        train_mod.close_net(net)
+        close_net(net)
     nets.clear()
 
 

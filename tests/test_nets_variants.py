@@ -21,6 +21,7 @@ from gpsnet.nets.config import NetConfig  # noqa: E402
 from gpsnet.nets.prototxt import net_text  # noqa: E402
 from gpsnet.nets.variants import VARIANTS, spec_of  # noqa: E402
 from gpsnet import train as train_mod  # noqa: E402
+from gpsnet.layers.state import close_net  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -78,7 +79,7 @@ def test_forward_backward(variant, stage, data_root, tmp_path):
     assert np.isfinite(grad) and grad > 0
     if variant in ("ad_fuse", "ad_loc"):
         assert net.blobs["adjusted_rois"].data.shape == net.blobs["mask_rois"].data.shape
-    train_mod.close_net(net)
+    close_net(net)
 
 
 def _train(variant, data_root, out, iters, extra=()):
@@ -119,8 +120,8 @@ def test_resume_matches_uninterrupted_run(data_root, tmp_path):
     nb = caffe.Net(str(tmp_path / "part" / "train.prototxt"), str(resumed["snapshot"]), caffe.TEST)
     for name in ("conv1_1", "fc8_1", "loc_fc8_1", "fuse_conv2", "cls_score"):
         np.testing.assert_allclose(na.params[name][0].data, nb.params[name][0].data, rtol=1e-4, atol=1e-6)
-    train_mod.close_net(na)
-    train_mod.close_net(nb)
+    close_net(na)
+    close_net(nb)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

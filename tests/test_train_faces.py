@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gpsnet.nets.config import TRAIN_FACES, NetConfig, override
+from gpsnet.layers.state import close_net
 from gpsnet.nets.parts import BOX_HEAD_FCS
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -134,7 +135,6 @@ def _rows_of(blob_rows, table):
 
 @needs_fork
 def test_detected_major_faces_are_the_detections(data_root, tmp_path):
-    from gpsnet import train as train_mod
     from gpsnet.layers._common import read_blob
     net = _net("detected", data_root, tmp_path)
     try:
@@ -154,12 +154,11 @@ def test_detected_major_faces_are_the_detections(data_root, tmp_path):
                 own.data[...] += 1.0
                 np.testing.assert_array_equal(det.data, own.data)
     finally:
-        train_mod.close_net(net)
+        close_net(net)
 
 
 @needs_fork
 def test_mix_prefers_the_ground_truth_faces(data_root, tmp_path):
-    from gpsnet import train as train_mod
     net = _net("mix", data_root, tmp_path)
     try:
         seen_gt = seen_det = 0
@@ -175,7 +174,7 @@ def test_mix_prefers_the_ground_truth_faces(data_root, tmp_path):
             seen_det += (~has_gt & (det[:, 5] > 0)).sum()
         assert seen_gt > 0 and seen_det > 0
     finally:
-        train_mod.close_net(net)
+        close_net(net)
 
 
 @needs_fork
@@ -184,7 +183,6 @@ def test_detection_pass_adds_no_gradient(mode, data_root, tmp_path):
     """Same weights and batch: the box head's gradients with the detection pass equal those without
     it, even with the pass's own blobs holding random diffs (a Backward run through it would
     carry them into the shared weights)."""
-    from gpsnet import train as train_mod
     ref = _net("gt", data_root, tmp_path)
     net = _net(mode, data_root, tmp_path)
     try:
@@ -210,8 +208,8 @@ def test_detection_pass_adds_no_gradient(mode, data_root, tmp_path):
                 assert np.abs(a.diff).sum() > 0
                 np.testing.assert_allclose(b.diff, a.diff, rtol=1e-5, atol=1e-8)
     finally:
-        train_mod.close_net(ref)
-        train_mod.close_net(net)
+        close_net(ref)
+        close_net(net)
 
 
 @needs_fork
@@ -220,7 +218,6 @@ def test_same_initial_weights_as_with_ground_truth_faces(mode, data_root, tmp_pa
     """The detection pass draws nothing from Caffe's RNG (its layers' weights are the training
     head's): with the same seed, every layer starts as in the ground-truth-face net, so the face
     source is the only difference of a measured run."""
-    from gpsnet import train as train_mod
     caffe.set_random_seed(5)
     ref = _net("gt", data_root, tmp_path)
     caffe.set_random_seed(5)
@@ -231,15 +228,14 @@ def test_same_initial_weights_as_with_ground_truth_faces(mode, data_root, tmp_pa
             for a, b in zip(blobs, net.params[name]):
                 np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     finally:
-        train_mod.close_net(ref)
-        train_mod.close_net(net)
+        close_net(ref)
+        close_net(net)
 
 
 @needs_fork
 def test_shared_layers_are_not_learnable_params_of_their_own(data_root, tmp_path):
     """The pass's layers read the training head's blobs: the solver's history and ``--weights``
     count them once (a gt-face model fills a detected-face net with nothing left at its fillers)."""
-    from gpsnet import train as train_mod
     from gpsnet.weights import load_weights, owned_params
     ref = _net("gt", data_root, tmp_path)
     net = _net("detected", data_root, tmp_path)
@@ -251,5 +247,5 @@ def test_shared_layers_are_not_learnable_params_of_their_own(data_root, tmp_path
         assert report.left == [] and len(report.filled) == len(ref.params)
         assert (net.params["fc6_box_det"][0].data == 0.25).all()
     finally:
-        train_mod.close_net(ref)
-        train_mod.close_net(net)
+        close_net(ref)
+        close_net(net)

@@ -35,17 +35,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpsnet.data.layout import image_limit
+from gpsnet.layers.state import close_net, fast_forward
 from gpsnet.nets.config import (FIELD_RULES, SETTINGS, NetConfig, Setting, add_set_arg, chosen_setting,
                                named_setting, override)
 from gpsnet.nets.prototxt import net_param_text, read_net_prototxt, snapshot_name
 from gpsnet.nets.solver import PAPER_SCHEDULE, PAPER_STEP, POLY_POWER, Schedule, learning_rate, solver_text
 from gpsnet.nets.variants import spec_of, variants
-from gpsnet.safeio import atomic_copy, atomic_write_text
+from gpsnet.safeio import Staging, atomic_copy, atomic_write_text
 from gpsnet.training.curve import LearningCurve
 from gpsnet.training.patch import add_loss_guard, patch_data_layer
 from gpsnet.training.ranks import RC_RANK_FAILED, RankFailed, RankGroup, parse_gpus, solver_for_ranks
 from gpsnet.plotlog import plot_log
-from gpsnet.training.snapshots import Snapshotter, Staging, latest_state, snapshot_files, staging_candidates
+from gpsnet.training.snapshots import Snapshotter, latest_state, snapshot_files, staging_candidates
 
 # Exit codes of a run stopped by a signal (the shell's 128 + signal number) and by a bad step.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -120,26 +121,6 @@ def check_split_files(root: Path, split: str) -> int:
             if not os.access(f, os.R_OK):
                 raise GPSDataError(f"{f}: unreadable (split {split!r})")
     return len(dataset.ids)
-
-
-def fast_forward(net: Any, iters: int) -> None:
-    """Bring the data stream and the sampling layers of a fresh net to iteration ``iters``."""
-    for i in range(len(net.layers)):
-        layer = net.layers[i]
-        if hasattr(layer, "forward_count"):
-            layer.forward_count = iters
-        pf = getattr(layer, "prefetcher", None)
-        if pf is not None:
-            for _ in range(iters):
-                pf.next()
-
-
-def close_net(net: Any) -> None:
-    """Stop the data layer's prefetch thread now (not during interpreter teardown)."""
-    for i in range(len(net.layers)):
-        pf = getattr(net.layers[i], "prefetcher", None)
-        if pf is not None:
-            pf.close()
 
 
 @dataclass

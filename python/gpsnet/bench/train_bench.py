@@ -133,7 +133,8 @@ def run_caffe(args: argparse.Namespace) -> dict[str, Any]:
                                             net_layers, param_shapes, step_summary, step_times)
     from gpsnet.device import loaded_cudart, use_device
     from gpsnet.nets.config import named_setting
-    from gpsnet.train import close_net, net_param_text
+    from gpsnet.layers.state import close_net
+    from gpsnet.nets.prototxt import net_param_text
     setting = named_setting(args.setting)
     gpu = args.gpu if args.device == "cuda" else None
     use_device(caffe, gpu)

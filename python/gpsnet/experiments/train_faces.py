@@ -42,6 +42,7 @@ def count(variant: str, weights: str | None, root: Path, batches: int, setting_n
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from gpsnet import train as train_mod
+    from gpsnet.layers.state import close_net
     from gpsnet.layers._common import read_blob
     from gpsnet.weights import load_weights
     cfg = replace(setting(setting_name), train_faces="mix")
@@ -80,7 +81,7 @@ def count(variant: str, weights: str | None, root: Path, batches: int, setting_n
             c["det_faces"] += int(faces.shape[0])
             c["det_faces_above"] += int((scores >= cfg.face_score_thresh).sum())
     finally:
-        train_mod.close_net(net)
+        close_net(net)
     return dict(variant=variant, weights=str(weights) if weights else f"random start, seed {seed}", batches=batches,
                 face_score_thresh=cfg.face_score_thresh, **c)
 

@@ -81,7 +81,7 @@ class SamplingParams:
 class SeededSampling:
     """Mixin of the Python layers that sample (anchor, proposal and detection targets): the RNG of
     forward pass i is seeded with (``seed``, i), so a run resumed at iteration i
-    (``train.fast_forward`` sets ``forward_count``) samples as the uninterrupted run."""
+    (``state.fast_forward`` sets ``forward_count``) samples as the uninterrupted run."""
     seed: int = DEFAULT_CONFIG.seed
     forward_count: int = 0
 

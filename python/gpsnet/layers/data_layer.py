@@ -9,7 +9,7 @@ layer { name: "data" type: "Python"
 ```
 The batches are made by `gpsnet.data.batch.make_batch` in a background thread, `prefetch` ahead.
 The optional eighth top ``iteration`` (one value) is the index of the batch, counted from 0 (the
-``AnchorTarget`` layer's pass index: ``train.fast_forward`` sets ``forward_count`` on a resumed
+``AnchorTarget`` layer's pass index: ``state.fast_forward`` sets ``forward_count`` on a resumed
 run, so the C++ sampling layers downstream draw as in the uninterrupted run).
 In a several-GPU run (``gpsnet train --gpus``, pycaffe's ``caffe.solver_count() > 1``) the layer of
 a TRAIN net reads its rank's share of every epoch (``caffe.solver_rank()``: ``gpsnet.data.batch.Shard``);

@@ -140,7 +140,7 @@ def worker_main(spec: WorkerSpec, conn: Any) -> None:
         import caffe
 
         from gpsnet.device import use_device
-        from gpsnet.train import close_net, fast_forward
+        from gpsnet.layers.state import close_net, fast_forward
         use_device(caffe, spec.gpu)
         join_ranks(caffe, spec.rank, spec.count)
         caffe.set_random_seed(spec.seed + spec.rank)
