@@ -21,7 +21,7 @@ if "RoIAlign" not in caffe.layer_type_list():
 
 from gpsnet import infer, safeio, train  # noqa: E402
 from gpsnet.data import layout  # noqa: E402
-from gpsnet.training import snapshots  # noqa: E402
+from gpsnet.layers.state import close_net  # noqa: E402
 from gpsnet.nets.config import setting  # noqa: E402
 from gpsnet.nets.prototxt import net_param_text  # noqa: E402
 from gpsnet.nets.solver import CPU_SCHEDULE  # noqa: E402
@@ -87,7 +87,7 @@ def test_the_loss_guard_leaves_every_gradient_unchanged(data_root, tmp_path):
         for i, b in enumerate(blobs):
             np.testing.assert_array_equal(nets[1].params[name][i].diff, b.diff, err_msg=f"{name}[{i}]")
     for net in nets:
-        train.close_net(net)
+        close_net(net)
 
 
 def test_a_diverging_run_stops_before_backward_and_keeps_the_good_snapshot(data_root, tmp_path):
@@ -134,7 +134,7 @@ def test_disk_full_at_snapshot_leaves_no_partial_file(data_root, tmp_path, monke
 def test_no_room_for_a_snapshot_is_an_error_before_caffe_writes(data_root, tmp_path, monkeypatch, capsys):
     """Caffe aborts on a failed write: the room is checked first, in every staging candidate."""
     out = tmp_path / "run"
-    monkeypatch.setattr(snapshots, "free_bytes", lambda folder: 0 if folder == out / "snapshots" else 1 << 40)
+    monkeypatch.setattr(safeio, "free_bytes", lambda folder: 0 if folder == out / "snapshots" else 1 << 40)
     monkeypatch.setattr(train, "staging_candidates", lambda out: [out / "snapshots"])
     assert train.main(_argv(data_root, out, "--iters", "1")) == 1
     assert f"cannot write {out / 'snapshots'}: [Errno {errno.ENOSPC} ENOSPC] No space left on device (a " \

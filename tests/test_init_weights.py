@@ -281,8 +281,8 @@ def test_an_existing_out_is_replaced_only_with_overwrite(sources, tmp_path):
 def test_a_full_disk_leaves_no_model_and_names_the_folder(sources, tmp_path, monkeypatch, capsys):
     """(11) No room for the model anywhere: an error naming the folder and ENOSPC before Caffe writes
     (Caffe aborted on the failed write, leaving a truncated model under the final name)."""
-    from gpsnet.training import snapshots
-    monkeypatch.setattr(snapshots, "free_bytes", lambda folder: 0)
+    from gpsnet import safeio
+    monkeypatch.setattr(safeio, "free_bytes", lambda folder: 0)
     out = tmp_path / "models" / "init.caffemodel"
     assert iw.main(["--source", str(sources["imagenet"]), "--variant", "loc", "--setting", "tiny",
                     "--out", str(out)]) == 1
@@ -295,7 +295,6 @@ def test_a_copy_failing_mid_way_keeps_the_old_model(sources, tmp_path, monkeypat
     """(11) The staged model is copied in under a temporary name: a failure (ENOSPC) leaves the old
     file as it was and no partial one."""
     from gpsnet import safeio
-    from gpsnet.training import snapshots
     out = tmp_path / "init.caffemodel"
     out.write_bytes(b"old")
 
@@ -304,7 +303,7 @@ def test_a_copy_failing_mid_way_keeps_the_old_model(sources, tmp_path, monkeypat
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     # as when the staging folder is on another file system than --out: copied in, not renamed
-    monkeypatch.setattr(snapshots, "publish", lambda staged, final: safeio.atomic_copy(staged, final))
+    monkeypatch.setattr(safeio, "publish", lambda staged, final: safeio.atomic_copy(staged, final))
     monkeypatch.setattr(safeio.shutil, "copyfileobj", half_then_full)
     assert iw.main(["--source", str(sources["imagenet"]), "--variant", "loc", "--setting", "tiny",
                     "--out", str(out), "--overwrite"]) == 1

@@ -226,12 +226,11 @@ def weights_bytes(net: Any) -> int:
 def save_weights(net: Any, path: Path) -> Path:
     """``net.save(path)`` (a ``.caffemodel``) without its failure modes: Caffe aborts the process
     on a failed write and leaves a partial file. The file is written into a folder with room for
-    it (``training.snapshots.Staging``: the system's temporary folder, else ``path``'s own), checked
-    first, then
-    moved to ``path`` complete (``training.snapshots.publish``): a full disk is a ``WriteFailed`` naming the
+    it (``safeio.Staging``: the system's temporary folder, else ``path``'s own), checked first,
+    then moved to ``path`` complete (``safeio.publish``): a full disk is a ``WriteFailed`` naming the
     folder or ``path``, and ``path`` keeps what it held."""
     import tempfile
-    from gpsnet.training.snapshots import Staging, publish
+    from gpsnet.safeio import Staging, publish
     with tempfile.TemporaryDirectory(prefix="gpsnet-save-") as work:
         staging = Staging(Path(work), [Path(tempfile.gettempdir()), path.parent])
         try:
@@ -243,9 +242,14 @@ def save_weights(net: Any, path: Path) -> Path:
     return path
 
 
+def history_copies(solver_type: str) -> int:
+    """How many history blobs Caffe's solver keeps per learnable blob: two (Adam), else one."""
+    return 2 if solver_type == "Adam" else 1
+
+
 def _history_blobs(net: Any, solver_type: str) -> int:
-    """The history blobs Caffe's solver keeps: one per learnable blob (SGD), two (Adam)."""
-    return sum(len(blobs) for blobs in owned_params(net).values()) * (2 if solver_type == "Adam" else 1)
+    """The history blobs Caffe's solver keeps."""
+    return sum(len(blobs) for blobs in owned_params(net).values()) * history_copies(solver_type)
 
 
 def resumable_state(path: str | Path, net: Any, solver_type: str, staging: Path) -> Path:

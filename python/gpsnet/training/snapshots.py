@@ -1,15 +1,13 @@
-"""Snapshots of a run: Caffe writes them into a staging folder with room for them (``Staging``), then
+"""Snapshots of a run: Caffe writes them into a staging folder with room for them (``safeio.Staging``), then
 they are published under their final names in the run folder (``Snapshotter``), never partially written."""
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from gpsnet.safeio import atomic_copy, atomic_write_bytes
+from gpsnet.safeio import Staging, atomic_write_bytes, publish
+from gpsnet.weights import history_copies, owned_params, weights_bytes
 
 
 def staging_candidates(out: Path) -> list[Path]:
@@ -18,60 +16,12 @@ def staging_candidates(out: Path) -> list[Path]:
     return [Path("/dev/shm"), Path(tempfile.gettempdir()), out / "snapshots"]
 
 
-def free_bytes(folder: Path) -> int:
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize
-
-
 def snapshot_bytes(net: Any, solver_type: str) -> int:
     """An upper bound of a snapshot's size: the weights (every layer's, shared ones included: the
     .caffemodel holds them per layer), plus the solver's history of the learnable params (SGD: one
     copy, Adam: two), plus 1 MiB of structure."""
-    from gpsnet.weights import owned_params, weights_bytes
     history = sum(b.data.nbytes for blobs in owned_params(net).values() for b in blobs)
-    return weights_bytes(net) + history * (2 if solver_type == "Adam" else 1)
-
-
-class Staging:
-    """The folder Caffe snapshots into: ``link``, a symbolic link (the solver's snapshot_prefix
-    lies under it) re-pointed before each snapshot at a private folder in the first candidate
-    with room for it. Caffe aborts the process on a failed write (``Check failed:
-    proto.SerializeToOstream``), so the room is checked first: none anywhere is a ``WriteFailed``
-    (ENOSPC) naming the run's snapshot folder, raised before Caffe writes anything."""
-
-    def __init__(self, root: Path, candidates: list[Path]) -> None:
-        self.link = root / "stage"
-        self.candidates = candidates
-        self.made: dict[Path, Path] = {}   # candidate -> its private folder
-        self.point(0)
-
-    def point(self, need: int) -> Path:
-        from gpsnet.safeio import WriteFailed
-        for folder in self.candidates:
-            if folder.is_dir() and os.access(folder, os.W_OK) and free_bytes(folder) >= need:
-                if folder not in self.made:
-                    self.made[folder] = Path(tempfile.mkdtemp(prefix=".gpsnet-stage-", dir=folder))
-                tmp_link = self.link.with_name("stage.new")
-                tmp_link.unlink(missing_ok=True)
-                tmp_link.symlink_to(self.made[folder])
-                os.replace(tmp_link, self.link)
-                return self.made[folder]
-        raise WriteFailed(self.candidates[-1], OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a snapshot "
-                                                       f"needs about {-(-need >> 20)} MiB; none of "
-                                                       f"{[str(c) for c in self.candidates]} has it)"))
-
-    def close(self) -> None:
-        for private in self.made.values():
-            shutil.rmtree(private, ignore_errors=True)
-
-
-def publish(staged: Path, final: Path) -> None:
-    """Move a complete staged file to its final name: a rename on the same file system, else an
-    atomic copy (``gpsnet.safeio``)."""
-    if os.stat(staged).st_dev == os.stat(final.parent).st_dev:
-        os.replace(staged, final)
-    else:
-        atomic_copy(staged, final)
+    return weights_bytes(net) + history * history_copies(solver_type)
 
 
 def snapshot_files(prefix: Path, it: int) -> tuple[Path, Path]:
