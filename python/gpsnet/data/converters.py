@@ -202,12 +202,18 @@ def _listed_ids(path: Path, known: set[str]) -> list[str]:
 Splits = dict[str, list[str]]
 
 
-def convert_mhp1(src: Path, out: Path) -> tuple[list[str], Splits | None]:
-    lut = make_lut(MHP1_MAP)
+def _convert_mhp(src: Path, out: Path, mapping: dict[int, int], ann_dir: str) -> list[str]:
+    """Convert every image of an MHP release (one label PNG per person under ``ann_dir``); its ids."""
+    lut = make_lut(mapping)
     ids = _ids_from_dir(src / "images")
-    index = index_person_files(src / "annotations")
+    index = index_person_files(src / ann_dir)
     for image_id in ids:
-        _convert_per_person(src, out, image_id, "annotations", lut, index)
+        _convert_per_person(src, out, image_id, ann_dir, lut, index)
+    return ids
+
+
+def convert_mhp1(src: Path, out: Path) -> tuple[list[str], Splits | None]:
+    ids = _convert_mhp(src, out, MHP1_MAP, "annotations")
     known = set(ids)
     splits: Splits = {}
     if (src / "train_list.txt").is_file():
@@ -219,11 +225,7 @@ def convert_mhp1(src: Path, out: Path) -> tuple[list[str], Splits | None]:
 
 
 def convert_mhp2(src: Path, out: Path) -> tuple[list[str], Splits | None]:
-    lut = make_lut(MHP2_MAP)
-    ids = _ids_from_dir(src / "images")
-    index = index_person_files(src / "parsing_annos")
-    for image_id in ids:
-        _convert_per_person(src, out, image_id, "parsing_annos", lut, index)
+    ids = _convert_mhp(src, out, MHP2_MAP, "parsing_annos")
     known = set(ids)
     lists = {s: src / "list" / f"{s}.txt" for s in SPLITS}
     splits = {s: _listed_ids(p, known) for s, p in lists.items() if p.is_file()}
