@@ -94,6 +94,23 @@ class FakeDevice {
   int releases_ = 0;
 };
 
+// A cuDNN layer's workspace fields (block, size, slice pointers) and its fallback, whose forward
+// algorithm is `fallback_fwd`: what ReserveWorkspace works on.
+struct LayerWorkspace {
+  explicit LayerWorkspace(int fallback_fwd) : fallback_fwd(fallback_fwd) {
+    for (int g = 0; g < 4; ++g) slice[g] = &fallbacks;  // not NULL: ReserveWorkspace sets them all
+  }
+  ConvAlgos Reserve(const ConvAlgos& algos, int slices, const WorkspaceAllocator& allocator) {
+    return ReserveWorkspace("conv", algos, slices,
+        [this]() { ++fallbacks; return Algos(fallback_fwd, 0); }, &data, &bytes, slice, allocator);
+  }
+  int fallback_fwd;
+  void* data = NULL;
+  size_t bytes = 0;
+  void* slice[4];
+  int fallbacks = 0;
+};
+
 }  // namespace
 
 TEST(CuDNNConvSearchTest, BatchBucketIsTheNextPowerOfTwo) {
@@ -119,69 +136,56 @@ TEST(CuDNNConvSearchTest, WorkspaceSlicesAreAligned) {
 
 TEST(CuDNNConvSearchTest, WorkspaceGrowsOnlyWhenTheAlgorithmsNeedMore) {
   FakeDevice device;
-  void* data = NULL;
-  size_t bytes = 0;
-  void* slice[3];
-  int fallbacks = 0;
-  const std::function<ConvAlgos()> none = [&]() { ++fallbacks; return Algos(0, 0); };
+  LayerWorkspace w(0);
   // No workspace needed: no block, no slices.
-  EXPECT_EQ(1, ReserveWorkspace("conv", Algos(1, 0), 3, none, &data, &bytes, slice,
-                                device.Allocator()).fwd);
+  EXPECT_EQ(1, w.Reserve(Algos(1, 0), 3, device.Allocator()).fwd);
   EXPECT_TRUE(device.sizes().empty());
-  EXPECT_TRUE(data == NULL && slice[0] == NULL && slice[2] == NULL);
+  EXPECT_TRUE(w.data == NULL && w.slice[0] == NULL && w.slice[2] == NULL);
   // 1000 bytes a stream: three aligned slices of 1024 in one block.
-  EXPECT_EQ(2, ReserveWorkspace("conv", Algos(2, 1000), 3, none, &data, &bytes, slice,
-                                device.Allocator()).fwd);
+  EXPECT_EQ(2, w.Reserve(Algos(2, 1000), 3, device.Allocator()).fwd);
   ASSERT_EQ(1u, device.sizes().size());
   EXPECT_EQ(3 * kWorkspaceAlignBytes * 4, device.sizes()[0]);
-  EXPECT_EQ(device.sizes()[0], bytes);
+  EXPECT_EQ(device.sizes()[0], w.bytes);
   for (int g = 0; g < 3; ++g) {
-    EXPECT_EQ(static_cast<char*>(data) + g * 1024, slice[g]);
-    EXPECT_EQ(0u, reinterpret_cast<size_t>(slice[g]) % 16);  // the heap's alignment, at least
+    EXPECT_EQ(static_cast<char*>(w.data) + g * 1024, w.slice[g]);
+    EXPECT_EQ(0u, reinterpret_cast<size_t>(w.slice[g]) % 16);  // the heap's alignment, at least
   }
   // Less: the block stays, cut into the same slices.
-  ReserveWorkspace("conv", Algos(3, 10), 3, none, &data, &bytes, slice, device.Allocator());
+  w.Reserve(Algos(3, 10), 3, device.Allocator());
   EXPECT_EQ(1u, device.sizes().size());
-  EXPECT_EQ(static_cast<char*>(data) + 2 * 1024, slice[2]);
+  EXPECT_EQ(static_cast<char*>(w.data) + 2 * 1024, w.slice[2]);
   // More: the old block is freed before a larger one is taken.
-  ReserveWorkspace("conv", Algos(4, 2000), 3, none, &data, &bytes, slice, device.Allocator());
+  w.Reserve(Algos(4, 2000), 3, device.Allocator());
   ASSERT_EQ(2u, device.sizes().size());
   EXPECT_EQ(1, device.releases());
-  EXPECT_EQ(3u * 2048, bytes);
-  EXPECT_EQ(static_cast<char*>(data) + 2048, slice[1]);
-  EXPECT_EQ(0, fallbacks);
+  EXPECT_EQ(3u * 2048, w.bytes);
+  EXPECT_EQ(static_cast<char*>(w.data) + 2048, w.slice[1]);
+  EXPECT_EQ(0, w.fallbacks);
 }
 
 TEST(CuDNNConvSearchTest, WorkspaceThatCannotBeAllocatedTakesTheAlgorithmsWithoutOne) {
   FakeDevice device;
-  void* data = NULL;
-  size_t bytes = 0;
-  void* slice[2];
-  int fallbacks = 0;
-  const std::function<ConvAlgos()> none = [&]() { ++fallbacks; return Algos(9, 0); };
-  ReserveWorkspace("conv", Algos(1, 100), 2, none, &data, &bytes, slice, device.Allocator());
+  LayerWorkspace w(9);
+  w.Reserve(Algos(1, 100), 2, device.Allocator());
   device.set_fail(true);
-  const ConvAlgos a = ReserveWorkspace("conv", Algos(2, 5000), 2, none, &data, &bytes, slice,
-                                       device.Allocator());
+  const ConvAlgos a = w.Reserve(Algos(2, 5000), 2, device.Allocator());
   EXPECT_EQ(9, a.fwd);
   EXPECT_EQ(0u, a.max_bytes());
-  EXPECT_EQ(1, fallbacks);
+  EXPECT_EQ(1, w.fallbacks);
   EXPECT_EQ(1, device.releases());  // the smaller block is gone too
-  EXPECT_TRUE(data == NULL && slice[0] == NULL && slice[1] == NULL);
-  EXPECT_EQ(0u, bytes);
+  EXPECT_TRUE(w.data == NULL && w.slice[0] == NULL && w.slice[1] == NULL);
+  EXPECT_EQ(0u, w.bytes);
   // The device's own allocator fails the same way where there is no device (any build machine);
   // where there is one, 2 KiB is allocated and freed.
-  void* device_data = NULL;
-  size_t device_bytes = 0;
-  const ConvAlgos b = ReserveWorkspace("conv", Algos(3, 1000), 2, none, &device_data,
-                                       &device_bytes, slice);
-  if (device_data == NULL) {
+  LayerWorkspace on_device(9);
+  const ConvAlgos b = on_device.Reserve(Algos(3, 1000), 2, DeviceWorkspaceAllocator());
+  if (on_device.data == NULL) {
     EXPECT_EQ(9, b.fwd);
-    EXPECT_EQ(0u, device_bytes);
+    EXPECT_EQ(0u, on_device.bytes);
   } else {
     EXPECT_EQ(3, b.fwd);
-    EXPECT_EQ(2048u, device_bytes);
-    DeviceWorkspaceAllocator().release(device_data);
+    EXPECT_EQ(2048u, on_device.bytes);
+    DeviceWorkspaceAllocator().release(on_device.data);
   }
 }
 
