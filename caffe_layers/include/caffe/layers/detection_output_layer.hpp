@@ -6,6 +6,7 @@
 #include "caffe/blob.hpp"
 #include "caffe/layer.hpp"
 #include "caffe/proto/caffe.pb.h"
+#include "caffe/util/nms.hpp"
 
 namespace caffe {
 
@@ -51,7 +52,7 @@ class DetectionOutputLayer : public Layer<Dtype> {
   int max_persons_, max_faces_;
   double bbox_stds_[4];
   Blob<double> sorted_boxes_;   // one image's and class's boxes in NMS order
-  Blob<unsigned int> nms_mask_;  // the GPU NMS's IoU mask
+  NmsBuffers nms_buffers_;      // the GPU NMS's work buffers
 };
 
 }  // namespace caffe

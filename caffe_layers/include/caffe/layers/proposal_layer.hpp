@@ -6,6 +6,7 @@
 #include "caffe/blob.hpp"
 #include "caffe/layer.hpp"
 #include "caffe/proto/caffe.pb.h"
+#include "caffe/util/nms.hpp"
 
 namespace caffe {
 
@@ -51,7 +52,7 @@ class ProposalLayer : public Layer<Dtype> {
   int pre_nms_top_n_, post_nms_top_n_;
   double nms_thresh_, min_size_;
   Blob<double> sorted_boxes_;   // one image's boxes in NMS order
-  Blob<unsigned int> nms_mask_;  // the GPU NMS's IoU mask
+  NmsBuffers nms_buffers_;      // the GPU NMS's work buffers
 };
 
 }  // namespace caffe

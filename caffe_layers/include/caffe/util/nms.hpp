@@ -32,25 +32,33 @@ template <typename T>
 void NmsSortedCpu(const int n, const T* boxes, const T thresh, const int max_keep,
                   std::vector<int>* keep);
 
+// The GPU NMS's work buffers, kept by a layer from call to call and grown to the largest n seen:
+// the IoU mask on the device, and the host buffer its n rows are copied into (pinned where Caffe
+// runs on the GPU; its data never goes back to the device, so nothing else is copied).
+struct NmsBuffers {
+  Blob<unsigned int> device;
+  Blob<unsigned int> host;
+};
+
 #ifndef CPU_ONLY
-// The same on the GPU: `gpu_boxes` on the device; `mask` is a work buffer (reshaped as needed).
+// The same on the GPU: `gpu_boxes` on the device.
 template <typename T>
 void NmsSortedGpu(const int n, const T* gpu_boxes, const T thresh, const int max_keep,
-                  Blob<unsigned int>* mask, std::vector<int>* keep);
+                  NmsBuffers* buffers, std::vector<int>* keep);
 #endif
 
 // NMS of the first n rows of `boxes` (n x 4, in visiting order) on the GPU when `gpu`, else on
-// the CPU; `mask` is the GPU's work buffer.
+// the CPU.
 template <typename T>
 inline void NmsSorted(const Blob<T>& boxes, const int n, const T thresh, const int max_keep,
-                      const bool gpu, Blob<unsigned int>* mask, std::vector<int>* keep) {
+                      const bool gpu, NmsBuffers* buffers, std::vector<int>* keep) {
   keep->clear();
   if (n == 0) return;
   CHECK_GE(boxes.count(), 4 * n) << "NmsSorted: " << n << " boxes but a blob of "
                                  << boxes.shape_string();
   if (gpu) {
 #ifndef CPU_ONLY
-    NmsSortedGpu(n, boxes.gpu_data(), thresh, max_keep, mask, keep);
+    NmsSortedGpu(n, boxes.gpu_data(), thresh, max_keep, buffers, keep);
     return;
 #else
     NO_GPU;
@@ -61,11 +69,11 @@ inline void NmsSorted(const Blob<T>& boxes, const int n, const T thresh, const i
 
 // NMS of the boxes order[0], order[1], ... of `boxes` (4 values each), visited in that order
 // (NmsOrderByScore's): `keep` gets the kept positions in `order`. `sorted` receives the ordered
-// boxes (the GPU reads them there); `mask` is the GPU's work buffer.
+// boxes (the GPU reads them there).
 template <typename T>
 inline void NmsInOrder(const T* boxes, const std::vector<int>& order, const T thresh,
                        const int max_keep, const bool gpu, Blob<T>* sorted,
-                       Blob<unsigned int>* mask, std::vector<int>* keep) {
+                       NmsBuffers* buffers, std::vector<int>* keep) {
   const int m = static_cast<int>(order.size());
   if (m > 0) {
     sorted->Reshape(std::vector<int>{m, 4});
@@ -74,7 +82,7 @@ inline void NmsInOrder(const T* boxes, const std::vector<int>& order, const T th
       for (int c = 0; c < 4; ++c) s[4 * j + c] = boxes[4 * order[j] + c];
     }
   }
-  NmsSorted(*sorted, m, thresh, max_keep, gpu, mask, keep);
+  NmsSorted(*sorted, m, thresh, max_keep, gpu, buffers, keep);
 }
 
 }  // namespace caffe

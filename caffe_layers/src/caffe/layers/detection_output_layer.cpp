@@ -126,7 +126,7 @@ void DetectionOutputLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
       NmsOrderByScore(m, m ? &cand_scores[0] : NULL, 0, &order);
       for (int j = 0; j < m; ++j) order[j] = cand_rows[order[j]];   // candidate -> image row
       NmsInOrder(m ? &boxes[0] : NULL, order, nms_thresh_, limit, gpu, &sorted_boxes_,
-                 &nms_mask_, &keep);
+                 &nms_buffers_, &keep);
       for (size_t j = 0; j < keep.size(); ++j) {
         const int k = order[keep[j]];
         rows[c].push_back(b);

@@ -126,7 +126,7 @@ void ProposalLayer<Dtype>::ForwardOn(const vector<Blob<Dtype>*>& bottom,
     order.resize(valid);  // the boxes are in visiting order already
     for (int j = 0; j < valid; ++j) order[j] = j;
     NmsInOrder(valid ? &boxes[0] : NULL, order, nms_thresh_, post_nms_top_n_, gpu,
-               &sorted_boxes_, &nms_mask_, &keep);
+               &sorted_boxes_, &nms_buffers_, &keep);
     for (size_t j = 0; j < keep.size(); ++j) {
       const int k = order[keep[j]];
       rows.push_back(i);

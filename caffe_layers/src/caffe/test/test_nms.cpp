@@ -25,7 +25,7 @@ class NmsTest : public MultiDeviceTest<TypeParam> {
     Blob<Dtype> blob(std::vector<int>{n, 4});
     for (int i = 0; i < 4 * n; ++i) blob.mutable_cpu_data()[i] = static_cast<Dtype>(boxes[i]);
     std::vector<int> keep;
-    NmsSorted(blob, n, Dtype(thresh), max_keep, Caffe::mode() == Caffe::GPU, &mask_, &keep);
+    NmsSorted(blob, n, Dtype(thresh), max_keep, Caffe::mode() == Caffe::GPU, &buffers_, &keep);
     return keep;
   }
   // The rule written out plainly: box j is kept when no kept box before it overlaps it with
@@ -57,7 +57,7 @@ class NmsTest : public MultiDeviceTest<TypeParam> {
     return boxes;
   }
 
-  Blob<unsigned int> mask_;
+  NmsBuffers buffers_;
 };
 
 TYPED_TEST_CASE(NmsTest, TestDtypesAndDevices);

@@ -44,7 +44,7 @@ __global__ void NmsMaskKernel(const int n, const T thresh, const T* boxes,
 
 template <typename T>
 void NmsSortedGpu(const int n, const T* gpu_boxes, const T thresh, const int max_keep,
-                  Blob<unsigned int>* mask, std::vector<int>* keep) {
+                  NmsBuffers* buffers, std::vector<int>* keep) {
   keep->clear();
   if (n == 0) return;
   const int words = (n + kNmsBlock - 1) / kNmsBlock;
@@ -52,17 +52,19 @@ void NmsSortedGpu(const int n, const T* gpu_boxes, const T thresh, const int max
       << "NmsSortedGpu: the IoU mask of " << n << " boxes is too large (n^2 / 8 bytes); "
       << "keep fewer boxes before the NMS (e.g. a smaller pre_nms_top_n)";
   std::vector<int> shape(1, 2 * n * words);  // two 32-bit halves per 64-bit word
-  mask->Reshape(shape);
+  buffers->device.Reshape(shape);
+  buffers->host.Reshape(shape);
   unsigned long long* d_mask =  // NOLINT(runtime/int)
-      reinterpret_cast<unsigned long long*>(mask->mutable_gpu_data());  // NOLINT(runtime/int)
+      reinterpret_cast<unsigned long long*>(buffers->device.mutable_gpu_data());  // NOLINT
   const dim3 blocks(words, words);
   // NOLINT_NEXT_LINE(whitespace/operators)
   NmsMaskKernel<T><<<blocks, kNmsBlock>>>(n, thresh, gpu_boxes, d_mask);
   CUDA_POST_KERNEL_CHECK;
-  // Only the n x words mask of these boxes comes to the host: the buffer keeps the capacity of
-  // the largest n it has seen, which Blob::cpu_data() would copy whole.
-  std::vector<unsigned long long> h_mask(static_cast<size_t>(n) * words);  // NOLINT(runtime/int)
-  CUDA_CHECK(cudaMemcpy(h_mask.data(), d_mask, h_mask.size() * sizeof(h_mask[0]),
+  // Only the n x words mask of these boxes comes to the host: the device buffer keeps the
+  // capacity of the largest n it has seen, which its Blob::cpu_data() would copy whole.
+  unsigned long long* h_mask =  // NOLINT(runtime/int)
+      reinterpret_cast<unsigned long long*>(buffers->host.mutable_cpu_data());  // NOLINT
+  CUDA_CHECK(cudaMemcpy(h_mask, d_mask, static_cast<size_t>(n) * words * sizeof(*h_mask),
                         cudaMemcpyDeviceToHost));
   std::vector<unsigned long long> removed(words, 0);  // NOLINT(runtime/int)
   for (int i = 0; i < n; ++i) {
@@ -70,14 +72,14 @@ void NmsSortedGpu(const int n, const T* gpu_boxes, const T thresh, const int max
     if (removed[w] & (1ULL << (i % kNmsBlock))) continue;
     keep->push_back(i);
     if (max_keep > 0 && static_cast<int>(keep->size()) >= max_keep) return;
-    const unsigned long long* row = h_mask.data() + static_cast<size_t>(i) * words;  // NOLINT
+    const unsigned long long* row = h_mask + static_cast<size_t>(i) * words;  // NOLINT
     for (int j = w; j < words; ++j) removed[j] |= row[j];
   }
 }
 
-template void NmsSortedGpu(const int, const float*, const float, const int,
-                           Blob<unsigned int>*, std::vector<int>*);
-template void NmsSortedGpu(const int, const double*, const double, const int,
-                           Blob<unsigned int>*, std::vector<int>*);
+template void NmsSortedGpu(const int, const float*, const float, const int, NmsBuffers*,
+                           std::vector<int>*);
+template void NmsSortedGpu(const int, const double*, const double, const int, NmsBuffers*,
+                           std::vector<int>*);
 
 }  // namespace caffe
