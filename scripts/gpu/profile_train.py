@@ -42,7 +42,7 @@ def main() -> int:
     from gpsnet.device import loaded_cudart, use_device
     from gpsnet.nets.config import setting
     from gpsnet.nets.solver import Schedule
-    from gpsnet.train import close_net
+    from gpsnet.layers.state import close_net
     use_device(caffe, args.gpu)
     cudart = ctypes.CDLL(loaded_cudart()) if args.gpu is not None else None
     sync = (lambda: cudart.cudaDeviceSynchronize()) if cudart is not None else (lambda: None)

@@ -21,7 +21,9 @@ def make_solver(caffe: Any, variant: str, cfg: Any, schedule: Any, work: Path, d
     synthetic set of ``num`` images in the cache), written under ``work``. Returns (solver, data
     root, seconds to set the solver up)."""
     from gpsnet.nets.solver import solver_text
-    from gpsnet.train import ensure_synthetic, net_param_text, patch_data_layer
+    from gpsnet.nets.prototxt import net_param_text
+    from gpsnet.train import ensure_synthetic
+    from gpsnet.training.patch import patch_data_layer
     root = ensure_synthetic(data, cfg.size - 1, num, 0)
     work.mkdir(parents=True, exist_ok=True)
     net_path = work / "train.prototxt"

@@ -41,12 +41,12 @@ def count(variant: str, weights: str | None, root: Path, batches: int, setting_n
     from it, so every face source starts from these weights)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
-    from gpsnet import train as train_mod
-    from gpsnet.layers.state import close_net
     from gpsnet.layers._common import read_blob
+    from gpsnet.layers.state import close_net
+    from gpsnet.training.patch import patch_data_layer
     from gpsnet.weights import load_weights
     cfg = replace(setting(setting_name), train_faces="mix")
-    text = train_mod.patch_data_layer(net_text(variant, cfg, True), root.resolve(), seed)
+    text = patch_data_layer(net_text(variant, cfg, True), root.resolve(), seed)
     caffe.set_mode_cpu()
     caffe.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ layer { name: "finite_loss_guard" type: "Python" bottom: "loss_a" bottom: "loss_
                  param_str: '{"losses": ["loss_a", "loss_b"]}' } }
 ```
 It reads the net's loss outputs; last in the net (``gpsnet train`` appends it, see
-``gpsnet.train.add_loss_guard``). Its forward pass raises ``NonFiniteLoss`` (a
+``gpsnet.training.patch.add_loss_guard``). Its forward pass raises ``NonFiniteLoss`` (a
 ``FloatingPointError`` naming the losses) when a loss is not finite: the exception leaves
 ``solver.step`` before any backward pass runs (upstream max-pooling backward writes out of bounds
 on NaN data) and before the update, so the step never happens.
