@@ -16,8 +16,8 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from gpsnet import train as train_mod  # noqa: E402
 from gpsnet.nets.prototxt import net_param_text  # noqa: E402
+from gpsnet.training.patch import patch_data_layer  # noqa: E402
 from gpsnet.layers.state import close_net  # noqa: E402
 from gpsnet.bench import caffe_profile, plan as plan_mod  # noqa: E402
 from gpsnet.bench.train_bench import INSTALL_TORCH, differences, find_torch_python, mismatches, parse_args  # noqa: E402
@@ -38,7 +38,7 @@ def caffe_net(data_root: Path, tmp_path: Path):
         cfg = named_setting(setting).cfg
         text = net_param_text("ad_fuse", cfg, True, None, None)
         path = tmp_path / f"train_{setting}.prototxt"
-        path.write_text(train_mod.patch_data_layer(text, data_root, 0))
+        path.write_text(patch_data_layer(text, data_root, 0))
         caffe.set_mode_cpu()
         nets.append(caffe.Net(str(path), caffe.TRAIN))
         return nets[-1], caffe_profile.net_layers(text)
